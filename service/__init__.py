@@ -1,0 +1,1 @@
+"""fenced: a consistent event store on Apache Kafka."""

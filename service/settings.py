@@ -1,0 +1,54 @@
+"""Configuration: every setting is an environment variable ``FENCED_<NAME>``.
+
+Each field's description is its documentation; ``fenced settings`` prints the table the
+README carries, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FENCED_", frozen=True, extra="ignore")
+
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis:// or rediss://).")
+    topic_prefix: str = Field("fenced.", description="Event topics are named <prefix><type>.")
+    partitions: int = Field(12, ge=1, le=10000, description=(
+        "Partitions of each event topic; startup refuses a topic whose count differs."))
+    replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
+    resource_types: str = Field("folders", description="Comma-separated resource types served.")
+    source: str = Field("/fenced", description="CloudEvents ce_source of appended events.")
+    lease_ttl_ms: int = Field(5000, ge=100, description=(
+        "Lease time-to-live; a writer paused longer than this loses its lease."))
+    request_deadline_ms: int = Field(10000, ge=100, description=(
+        "How long a write may wait for a lease and for its verdict before 503."))
+    ack_mode: Literal["verified", "leased"] = Field("verified", description=(
+        "verified: answer after the projection applied the append (safe whatever Redis "
+        "loses); leased: answer once the lease is checked (faster, needs linearizable Redis)."))
+    conflict_retries: int = Field(3, ge=0, description=(
+        "Times a write re-decides after a 'conflict' verdict before answering 503."))
+    max_body_bytes: int = Field(65536, ge=256, description="Largest accepted request body (413 above).")
+    max_id_length: int = Field(128, ge=1, le=1024, description="Longest resource id.")
+    idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")
+    projector_group: str = Field("fenced-projector", description="Consumer group of the projector.")
+    log_level: str = Field("INFO", description="Log level of the service and the projector.")
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.resource_types.split(",") if t.strip())
+
+    def topic(self, resource_type: str) -> str:
+        return f"{self.topic_prefix}{resource_type}"
+
+    @property
+    def epoch_topic(self) -> str:
+        return f"{self.topic_prefix}_epochs"
+
+
+def get_settings() -> Settings:
+    return Settings()

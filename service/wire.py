@@ -1,0 +1,197 @@
+"""The wire format: one Kafka record per event, CloudEvents Kafka binding in binary mode.
+
+This module is a public contract. Topic ``<prefix><type>``, key = resource id (UTF-8),
+partition = murmur2(key) exactly as the Java client computes it, value = event data as
+JSON, headers ``ce_*`` plus the fenced extensions. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+SPECVERSION = "1.0"
+FENCE_TYPE = "fenced.fence"
+CONTENT_TYPE = "application/json"
+
+H_SPECVERSION = "ce_specversion"
+H_ID = "ce_id"
+H_TYPE = "ce_type"
+H_SOURCE = "ce_source"
+H_SUBJECT = "ce_subject"
+H_TIME = "ce_time"
+H_CONTENT_TYPE = "content-type"
+H_VERSION = "ce_fencedversion"
+H_TOKEN = "ce_fencedtoken"
+H_COMMAND = "ce_fencedcommand"
+H_INDEX = "ce_fencedindex"
+H_COUNT = "ce_fencedcount"
+
+Headers = list[tuple[str, bytes]]
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``org.apache.kafka.common.utils.Utils.murmur2``), as a signed int32."""
+    length = len(data)
+    seed = 0x9747B28C
+    m = 0x5BD1E995
+    r = 24
+    h = (seed ^ length) & 0xFFFFFFFF
+    length4 = length // 4
+    for i in range(length4):
+        i4 = i * 4
+        k = (data[i4] | (data[i4 + 1] << 8) | (data[i4 + 2] << 16) | (data[i4 + 3] << 24))
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> r
+        k = (k * m) & 0xFFFFFFFF
+        h = (h * m) & 0xFFFFFFFF
+        h ^= k
+    rest = length % 4
+    base = length & ~3
+    if rest == 3:
+        h ^= data[base + 2] << 16
+    if rest >= 2:
+        h ^= data[base + 1] << 8
+    if rest >= 1:
+        h ^= data[base]
+        h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return h - (1 << 32) if h & 0x80000000 else h
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The partition the Java client's default partitioner picks for a keyed record."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def topic_name(prefix: str, resource_type: str) -> str:
+    return f"{prefix}{resource_type}"
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    """An event a decider produced, before it has a version, token or offset."""
+
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def now_rfc3339() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def event_headers(*, source: str, subject: str, event_type: str, version: int, token: int,
+                  command: str, index: int, count: int, event_id: str | None = None,
+                  time: str | None = None, extra: Sequence[tuple[str, bytes]] = ()) -> Headers:
+    return [
+        (H_SPECVERSION, SPECVERSION.encode()),
+        (H_ID, (event_id or str(uuid.uuid4())).encode()),
+        (H_TYPE, event_type.encode()),
+        (H_SOURCE, source.encode()),
+        (H_SUBJECT, subject.encode()),
+        (H_TIME, (time or now_rfc3339()).encode()),
+        (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
+        (H_VERSION, str(version).encode()),
+        (H_TOKEN, str(token).encode()),
+        (H_COMMAND, command.encode()),
+        (H_INDEX, str(index).encode()),
+        (H_COUNT, str(count).encode()),
+        *extra,
+    ]
+
+
+def fence_headers(*, source: str, subject: str, token: int) -> Headers:
+    return [
+        (H_SPECVERSION, SPECVERSION.encode()),
+        (H_ID, str(uuid.uuid4()).encode()),
+        (H_TYPE, FENCE_TYPE.encode()),
+        (H_SOURCE, source.encode()),
+        (H_SUBJECT, subject.encode()),
+        (H_TIME, now_rfc3339().encode()),
+        (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
+        (H_TOKEN, str(token).encode()),
+    ]
+
+
+def encode_value(data: Mapping[str, Any]) -> bytes:
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+
+
+@dataclass(frozen=True)
+class Record:
+    """One decoded record of an event topic, as the consumer rule sees it.
+
+    ``kind`` is ``event``, ``fence`` or ``malformed`` (``problem`` then says why); the
+    stream of a malformed record is its key when it has one.
+    """
+
+    kind: Literal["event", "fence", "malformed"]
+    stream: str
+    partition: int
+    offset: int
+    token: int = 0
+    version: int = 0
+    command: str = ""
+    index: int = 0
+    count: int = 1
+    event_type: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+    event_id: str = ""
+    time: str = ""
+    problem: str = ""
+
+
+MAX_DECIMAL_DIGITS = 19  # fits a signed 64-bit integer
+
+
+def _int(headers: Mapping[str, bytes], name: str) -> int:
+    raw = headers.get(name)
+    if raw is None:
+        raise ValueError(f"missing header {name}")
+    text = raw.decode("ascii")
+    if not text.isdigit() or len(text) > MAX_DECIMAL_DIGITS:
+        raise ValueError(f"header {name} is not a non-negative decimal integer")
+    return int(text)
+
+
+def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
+           partition: int, offset: int) -> Record:
+    """Decode a record; never raises: anything unreadable is ``malformed`` with a reason."""
+    stream = ""
+    try:
+        stream = (key or b"").decode()
+        if not stream:
+            raise ValueError("record has no key")
+        h = {k: v for k, v in headers}
+        ce_type = h.get(H_TYPE, b"").decode()
+        subject = h.get(H_SUBJECT, b"").decode()
+        if not ce_type:
+            raise ValueError("missing header ce_type")
+        if subject != stream:
+            raise ValueError("ce_subject differs from the record key")
+        token = _int(h, H_TOKEN)
+        if ce_type == FENCE_TYPE:
+            return Record("fence", stream, partition, offset, token=token)
+        version = _int(h, H_VERSION)
+        index = _int(h, H_INDEX) if H_INDEX in h else 0
+        count = _int(h, H_COUNT) if H_COUNT in h else 1
+        command = h.get(H_COMMAND, b"").decode()
+        if not command:
+            raise ValueError("missing header ce_fencedcommand")
+        if version < 1 or count < 1 or index >= count:
+            raise ValueError("version, index or count out of range")
+        data = json.loads(value or b"null")
+        if not isinstance(data, dict):
+            raise ValueError("event data is not a JSON object")
+        return Record("event", stream, partition, offset, token=token, version=version,
+                      command=command, index=index, count=count, event_type=ce_type,
+                      data=data, event_id=h.get(H_ID, b"").decode(),
+                      time=h.get(H_TIME, b"").decode())
+    except (ValueError, UnicodeDecodeError) as e:
+        return Record("malformed", stream, partition, offset, problem=str(e))
