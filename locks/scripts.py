@@ -4,7 +4,7 @@
 Key layout for stream S (``k`` = ``fenced:{S}``): ``k:lease`` "owner token" with a TTL;
 ``k:open`` the token of a holder that has not released cleanly; ``k:ctr`` the last token
 handed out; ``k:q`` the fair queue of waiter ids; ``k:w:<waiter>`` a waiter's heartbeat;
-``k:proj`` the projected state (written by the projector, read on acquire).
+``k:proj`` the projected state, a hash whose ``data`` field is read on acquire.
 """
 
 ACQUIRE = """
@@ -50,7 +50,7 @@ redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. tok, 'PX', ARGV[2])
 local takeover = 0
 if redis.call('EXISTS', KEYS[2]) == 1 then takeover = 1 end
 redis.call('SET', KEYS[2], tok)
-return {1, tok, takeover, redis.call('GET', KEYS[5])}
+return {1, tok, takeover, redis.call('HGET', KEYS[5], 'data')}
 """
 
 RELEASE = """

@@ -16,7 +16,7 @@ from service.wire import NewEvent
 State = Mapping[str, Any]
 
 
-class Rejection(Exception):  # noqa: N818 - a domain answer, not a failure
+class Rejection(Exception):
     """The domain refuses a command; ``status`` is the HTTP status it maps to."""
 
     status = 422
@@ -50,7 +50,7 @@ class InvalidCommand(Rejection):
     title = "Invalid command"
 
 
-class InvalidEvent(Exception):  # noqa: N818
+class InvalidEvent(Exception):
     """``evolve`` refuses an event in this state: the consumer rule discards it as invalid."""
 
 

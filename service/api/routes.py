@@ -1,0 +1,157 @@
+"""Routes of the public HTTP API (``/v1``) and the health probes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from locks import META_KEY
+from service import domain
+from service.api.deps import RuntimeDep
+from service.errors import InvalidInput, NotFound
+from service.writer import Request as WriteRequest
+from service.writer import new_command_id
+
+ID_CHARS = re.compile(r"^[A-Za-z0-9._~-]+$")
+KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+router = APIRouter(prefix="/v1", tags=["resources"])
+health = APIRouter(tags=["health"])
+
+
+class CommandIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, max_length=64, description="Command name, e.g. Create, Update, Destroy.")
+    data: dict[str, Any] = Field(default_factory=dict, description="The command's arguments.")
+    expected_version: int | None = Field(default=None, ge=0, description="Refuse (409) unless the "
+                                         "resource is at this version.")
+
+
+class EventRef(BaseModel):
+    type: str
+    version: int
+    partition: int
+    offset: int
+
+
+class CommandOut(BaseModel):
+    command_id: str
+    version: int
+    events: list[EventRef]
+
+
+class ResourceOut(BaseModel):
+    type: str
+    id: str
+    version: int
+    destroyed: bool
+    state: dict[str, Any]
+
+
+class HistoryEvent(BaseModel):
+    version: int
+    type: str
+    data: dict[str, Any]
+    partition: int
+    offset: int
+    command: str
+    time: str
+
+
+class HistoryOut(BaseModel):
+    type: str
+    id: str
+    events: list[HistoryEvent]
+    next_from_version: int | None
+
+
+def _check(rt: RuntimeDep, resource_type: str, resource_id: str) -> domain.Decider:
+    decider = domain.get(resource_type)
+    if decider is None or resource_type not in rt.settings.types:
+        raise NotFound(f"unknown resource type {resource_type!r}")
+    if len(resource_id) > rt.settings.max_id_length or not ID_CHARS.match(resource_id):
+        raise InvalidInput(f"resource id must be 1 to {rt.settings.max_id_length} characters of "
+                           "A-Z a-z 0-9 . _ ~ -")
+    return decider
+
+
+TypePath = Annotated[str, Path(description="Resource type, e.g. folders.")]
+IdPath = Annotated[str, Path(description="Resource id (A-Z a-z 0-9 . _ ~ -).")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/problem+json": {}}}
+    for code, text in [(404, "Unknown type or resource"), (409, "Conflict"), (410, "Destroyed"),
+                       (413, "Body too large"), (422, "Invalid input"), (503, "Busy or outcome unknown")]}
+
+
+@router.post("/{resource_type}/{resource_id}/commands", status_code=201, response_model=CommandOut,
+             responses=ERRORS)
+async def send_command(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath, body: CommandIn,
+                       idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+    _check(rt, resource_type, resource_id)
+    if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
+        raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
+    req = WriteRequest(resource_type, resource_id, body.name, body.data, body.expected_version,
+                       idempotency_key or new_command_id())
+    return await rt.writer.execute(req)
+
+
+@router.get("/{resource_type}/{resource_id}", response_model=ResourceOut, responses=ERRORS)
+async def get_resource(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath,
+                       response: Response) -> dict[str, Any]:
+    decider = _check(rt, resource_type, resource_id)
+    st = await rt.projection.load(decider, f"{resource_type}:{resource_id}")
+    if st.version == 0:
+        raise NotFound(f"{resource_type} {resource_id!r} does not exist")
+    response.headers["ETag"] = f'"{st.version}"'
+    return {"type": resource_type, "id": resource_id, "version": st.version,
+            "destroyed": decider.destroyed(st.state), "state": dict(st.state)}
+
+
+@router.get("/{resource_type}/{resource_id}/events", response_model=HistoryOut, responses=ERRORS)
+async def get_events(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath,
+                     from_version: Annotated[int, Query(ge=1)] = 1,
+                     limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    decider = _check(rt, resource_type, resource_id)
+    stream = f"{resource_type}:{resource_id}"
+    st = await rt.projection.load(decider, stream)
+    if st.version == 0:
+        raise NotFound(f"{resource_type} {resource_id!r} does not exist")
+    upto = min(st.version, from_version + limit - 1)
+    events = await rt.projection.events(stream, from_version, max(upto - from_version + 1, 0))
+    nxt = upto + 1 if upto < st.version else None
+    return {"type": resource_type, "id": resource_id, "events": events, "next_from_version": nxt}
+
+
+@health.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz", responses={503: {"description": "Not ready"}})
+async def readyz(rt: RuntimeDep) -> JSONResponse:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(rt.redis.ping(), 2)
+        checks["redis"] = "ok"
+    except Exception as e:  # noqa: BLE001 - any failure is the reason to report
+        checks["redis"] = f"unreachable: {e}"
+    try:
+        for t in rt.settings.types:
+            parts = await asyncio.wait_for(rt.appender.producer.partitions_for(rt.settings.topic(t)), 3)
+            if not parts:
+                raise RuntimeError(f"topic {rt.settings.topic(t)} is missing")
+        checks["kafka"] = "ok"
+    except Exception as e:  # noqa: BLE001
+        checks["kafka"] = f"unreachable or topic missing: {e!r}"
+    if checks["redis"] == "ok":
+        meta = await rt.redis.hmget(META_KEY, ["epoch", "ready"])
+        checks["projection"] = "ok" if meta[0] is not None and meta[0] == meta[1] else \
+            "catching up with the log (is the projector running?)"
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse({"status": "ready" if ok else "not ready", "checks": checks},
+                        status_code=200 if ok else 503)

@@ -1,0 +1,74 @@
+"""The ``fenced`` command: serve, projector, verify, topics, settings, demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from service.domain import folders  # noqa: F401 - registers the reference type
+from service.settings import Settings, get_settings
+
+
+def _settings_table() -> str:
+    rows = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for name, f in Settings.model_fields.items():
+        rows.append(f"| `FENCED_{name.upper()}` | `{f.default}` | {f.description} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="fenced", description=__doc__)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="run one API replica (uvicorn)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    proj = sub.add_parser("projector", help="run the projector (a consumer group)")
+    proj.add_argument("--rebuild", action="store_true", help="replay every topic from offset 0")
+    proj.add_argument("--until-caught-up", action="store_true", help="exit once caught up")
+    ver = sub.add_parser("verify", help="replay every topic with the rule and compare with Redis")
+    ver.add_argument("--no-compare", action="store_true", help="do not read the projection")
+    sub.add_parser("topics", help="create the topics (idempotent) and check partition counts")
+    sub.add_parser("settings", help="print every setting as a Markdown table")
+    demo = sub.add_parser("demo", help="race Update against Destroy on fresh folders")
+    demo.add_argument("--url", action="append", default=[], help="API base URL (repeat per replica)")
+    demo.add_argument("--folders", type=int, default=200)
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except Exception as e:  # noqa: BLE001 - pydantic's message is the one line to show
+        sys.exit(f"fenced: bad configuration: {e}")
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.cmd == "serve":
+        import uvicorn
+        uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=settings.log_level.lower(), access_log=False)
+    elif args.cmd == "projector":
+        from service.projector import run_projector
+        asyncio.run(run_projector(settings, rebuild=args.rebuild, until_caught_up=args.until_caught_up))
+    elif args.cmd == "verify":
+        from service.verify import verify
+        result = asyncio.run(verify(settings, compare=not args.no_compare))
+        print(json.dumps(result, indent=2))
+        sys.exit(0 if result["ok"] else 1)
+    elif args.cmd == "topics":
+        from service.kafka import ensure_topics
+        try:
+            asyncio.run(ensure_topics(settings))
+        except Exception as e:  # noqa: BLE001
+            sys.exit(f"fenced: {e}")
+        print("topics ok")
+    elif args.cmd == "settings":
+        print(_settings_table())
+    elif args.cmd == "demo":
+        from service.demo import run_demo
+        result = asyncio.run(run_demo(settings, args.url or ["http://127.0.0.1:8000"], args.folders))
+        print(json.dumps(result, indent=2))
+        sys.exit(0 if result["verify"]["ok"] and result["invalid_histories"] == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

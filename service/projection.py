@@ -1,0 +1,287 @@
+"""The projection in Redis: what the projector writes and what writers and readers read.
+
+Per stream S (all keys under the hash tag of S, see ``locks.stream_key``):
+``proj`` hash {epoch, offset, version, data (the rule's StreamState as JSON)};
+``ev`` hash version -> accepted event (history reads); ``o:<offset>`` the verdict of the
+command group whose first record is at that offset (writers wait for it); ``k:<key>`` the
+answer given to an Idempotency-Key. Per topic: ``fenced:applied:<topic>`` hash partition ->
+last applied offset, announced on the ``fenced:applied`` channel.
+
+A projection is a cache of the log: every key can be rebuilt from offset 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from locks import META_KEY, stream_key
+from service.domain import Decider
+from service.rule import AcceptedEvent, StreamState, Verdict, initial
+
+APPLIED_CHANNEL = "fenced:applied"
+VERDICT_TTL_S = 3600
+
+APPLY_STREAM = """
+-- KEYS: 1 proj, 2 ev, 3 meta, 4 applied hash of the topic
+-- ARGV: 1 epoch, 2 offset, 3 version, 4 state JSON, 5 verdict TTL s,
+--       6 number n of verdict pairs, 7 partition, 8 applied offset the caller read from (-1: none),
+--       then n verdicts as pairs (first offset, JSON), then events as pairs (version, JSON).
+-- Compare-and-set on (epoch, offset): a stream is only moved forward, so a zombie
+-- projector cannot take it back. Returns 1 applied, 0 already newer, -1 epoch changed
+-- (Redis lost its data: the caller must rebuild), -2 the partition's applied offset is not
+-- the one the caller built on (Redis lost recent writes: the caller must re-read).
+if redis.call('HGET', KEYS[3], 'epoch') ~= ARGV[1] then return -1 end
+if (redis.call('HGET', KEYS[4], ARGV[7]) or '-1') ~= ARGV[8] then return -2 end
+local cur = redis.call('HMGET', KEYS[1], 'epoch', 'offset')
+if cur[1] == ARGV[1] and cur[2] and tonumber(cur[2]) >= tonumber(ARGV[2]) then return 0 end
+if cur[1] and cur[1] ~= ARGV[1] then redis.call('DEL', KEYS[2]) end
+redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'offset', ARGV[2], 'version', ARGV[3], 'data', ARGV[4])
+local nv = tonumber(ARGV[6])
+local prefix = string.gsub(KEYS[1], 'proj$', 'o:')
+for i = 0, nv - 1 do
+  redis.call('SET', prefix .. ARGV[9 + 2 * i], ARGV[10 + 2 * i], 'EX', ARGV[5])
+end
+for i = 9 + 2 * nv, #ARGV, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+return 1
+"""
+
+ADVANCE_PARTITION = """
+-- KEYS: 1 applied hash of the topic, 2 meta
+-- ARGV: 1 epoch, 2 partition, 3 offset, 4 channel, 5 topic, 6 applied offset built on (-1: none)
+-- Moves the partition's applied offset from ARGV[6] to ARGV[3] and announces it.
+-- Returns 1; -1 if the epoch changed; -2 if the stored offset is not ARGV[6] (nothing written).
+if redis.call('HGET', KEYS[2], 'epoch') ~= ARGV[1] then return -1 end
+local cur = redis.call('HGET', KEYS[1], ARGV[2]) or '-1'
+if cur ~= ARGV[6] then return -2 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5] .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+return 1
+"""
+
+
+def applied_key(topic: str) -> str:
+    return f"fenced:applied:{topic}"
+
+
+def event_json(e: AcceptedEvent) -> str:
+    return json.dumps(asdict(e), separators=(",", ":"))
+
+
+def verdict_json(v: Verdict) -> str:
+    return json.dumps({"command": v.command, "accepted": v.accepted, "reason": v.reason,
+                       "first_offset": v.first_offset, "last_offset": v.last_offset,
+                       "version": v.version, "token": v.token}, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class StoredVerdict:
+    command: str
+    accepted: bool
+    reason: str | None
+    first_offset: int
+    last_offset: int
+    version: int | None
+    token: int
+
+
+class EpochChanged(Exception):
+    """Redis lost its data (or a newer epoch began): the projection must be rebuilt."""
+
+
+class Regressed(Exception):
+    """Redis lost recent projection writes (a failover): re-read the partition from Redis."""
+
+
+class Projection:
+    """Reads and writes of the projection; one instance per process."""
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._apply = redis.register_script(APPLY_STREAM)
+        self._advance = redis.register_script(ADVANCE_PARTITION)
+
+    async def load_many(self, decider: Decider, streams: Sequence[str],
+                        epoch: int) -> dict[str, StreamState]:
+        pipe = self.redis.pipeline(transaction=False)
+        for s in streams:
+            pipe.hmget(f"{stream_key(s)}:proj", "epoch", "data")
+        rows = await pipe.execute()
+        out: dict[str, StreamState] = {}
+        for s, (ep, data) in zip(streams, rows, strict=True):
+            fresh = data is None or ep is None or int(ep) != epoch
+            out[s] = initial(decider) if fresh else StreamState.from_json(data)
+        return out
+
+    async def load(self, decider: Decider, stream: str) -> StreamState:
+        data = await self.redis.hget(f"{stream_key(stream)}:proj", "data")
+        return initial(decider) if data is None else StreamState.from_json(data)
+
+    async def write_batch(self, epoch: int, topic: str, partition: int, base: int,
+                          changed: Mapping[str, StreamState], verdicts: Mapping[str, list[Verdict]],
+                          last_offset: int) -> None:
+        """Write changed streams (CAS on offset), then raise the partition's applied offset.
+
+        ``base`` is the partition's applied offset these states were built on (-1: none).
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        for s, st in changed.items():
+            k = stream_key(s)
+            vs = verdicts.get(s, [])
+            args: list[str | int] = [epoch, st.offset, st.version, st.to_json(), VERDICT_TTL_S, len(vs),
+                                     partition, base]
+            for v in vs:
+                args += [v.first_offset, verdict_json(v)]
+            for v in vs:
+                for e in v.events:
+                    args += [e.version, event_json(e)]
+            await self._apply(keys=[f"{k}:proj", f"{k}:ev", META_KEY, applied_key(topic)], args=args,
+                              client=pipe)
+        await self._advance(keys=[applied_key(topic), META_KEY],
+                            args=[epoch, partition, last_offset, APPLIED_CHANNEL, topic, base], client=pipe)
+        results = await pipe.execute()
+        if any(int(r) == -1 for r in results):
+            raise EpochChanged("the token epoch in Redis changed while projecting")
+        if any(int(r) == -2 for r in results):
+            raise Regressed(f"{topic}/{partition} is behind offset {base} in Redis")
+
+    async def applied(self, topic: str) -> dict[int, int]:
+        raw = await self.redis.hgetall(applied_key(topic))
+        return {int(k): int(v) for k, v in raw.items()}
+
+    async def verdict(self, stream: str, first_offset: int) -> StoredVerdict | None:
+        raw = await self.redis.get(f"{stream_key(stream)}:o:{first_offset}")
+        if raw is None:
+            return None
+        d = json.loads(raw)
+        return StoredVerdict(d["command"], d["accepted"], d["reason"], d["first_offset"],
+                             d["last_offset"], d["version"], d["token"])
+
+    async def events(self, stream: str, from_version: int, limit: int) -> list[dict[str, Any]]:
+        versions = list(range(from_version, from_version + limit))
+        if not versions:
+            return []
+        raw = await self.redis.hmget(f"{stream_key(stream)}:ev", versions)
+        return [json.loads(r) for r in raw if r is not None]
+
+    async def answer(self, stream: str, key: str) -> dict[str, Any] | None:
+        raw = await self.redis.get(f"{stream_key(stream)}:k:{key}")
+        return None if raw is None else dict(json.loads(raw))
+
+    async def save_answer(self, stream: str, key: str, answer: Mapping[str, Any], ttl_s: int) -> None:
+        await self.redis.set(f"{stream_key(stream)}:k:{key}", json.dumps(answer), ex=ttl_s)
+
+
+class AppliedWatcher:
+    """Wakes writers when the projector announces a partition's applied offset.
+
+    One subscription per process; ``wait`` re-reads the hash when it starts and whenever
+    the subscription reconnects, so a missed announcement costs at most the safety period.
+    """
+
+    SAFETY_PERIOD_S = 1.0
+
+    def __init__(self, redis: aioredis.Redis) -> None:
+        self.redis = redis
+        self._offsets: dict[tuple[str, int], int] = {}
+        self._events: dict[tuple[str, int], asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="applied-watcher")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._subscribed.wait(), 5)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _set(self, topic: str, partition: int, offset: int) -> None:
+        key = (topic, partition)
+        if offset > self._offsets.get(key, -1):
+            self._offsets[key] = offset
+            ev = self._events.pop(key, None)
+            if ev is not None:
+                ev.set()
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub(ignore_subscribe_messages=True) as ps:
+                    await ps.subscribe(APPLIED_CHANNEL)
+                    self._subscribed.set()
+                    async for msg in ps.listen():
+                        topic, p, off = msg["data"].decode().rsplit("|", 2)
+                        self._set(topic, int(p), int(off))
+            except (RedisError, OSError):
+                for ev in self._events.values():
+                    ev.set()
+                self._events.clear()
+                await asyncio.sleep(0.2)
+
+    def forget(self) -> None:
+        """Drop cached offsets (Redis lost its data: offsets may start again lower)."""
+        self._offsets.clear()
+
+    async def wait(self, topic: str, partition: int, offset: int, timeout: float) -> bool:
+        """Wait until the projector applied ``offset`` of the partition; False on timeout."""
+        key = (topic, partition)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        refreshed = False
+        while True:
+            if self._offsets.get(key, -1) >= offset:
+                return True
+            remaining = end - loop.time()
+            if remaining <= 0:
+                return False
+            ev = self._events.setdefault(key, asyncio.Event())
+            if not refreshed:
+                raw = await self.redis.hget(applied_key(topic), str(partition))
+                refreshed = True
+                if raw is not None:
+                    self._set(topic, partition, int(raw))
+                continue
+            try:
+                await asyncio.wait_for(ev.wait(), min(remaining, self.SAFETY_PERIOD_S))
+            except TimeoutError:
+                refreshed = False
+
+
+WRITE_THROUGH = """
+-- The 'leased' acknowledgement (design.md §4.5): check the lease is still ours, write the
+-- new state through to the projection (compare-and-set on version), save the answer and
+-- release cleanly, all at once.
+-- KEYS: 1 lease, 2 open, 3 proj, 4 ev, 5 answer, 6 q, 7 meta
+-- ARGV: 1 owner, 2 token, 3 version read, 4 last offset, 5 new version, 6 state JSON,
+--       7 answer JSON, 8 answer TTL s, 9 wake channel prefix, then (version, event JSON) pairs
+-- Returns 1 done, 0 the lease is not ours any more, -1 the projection moved elsewhere.
+if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return 0 end
+local cur = redis.call('HGET', KEYS[3], 'version') or '0'
+if cur == ARGV[3] then
+  local epoch = redis.call('HGET', KEYS[7], 'epoch')
+  redis.call('HSET', KEYS[3], 'epoch', epoch, 'offset', ARGV[4], 'version', ARGV[5], 'data', ARGV[6])
+  for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+elseif cur ~= ARGV[5] then
+  return -1
+end
+redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])
+redis.call('DEL', KEYS[1])
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+local head = redis.call('LINDEX', KEYS[6], 0)
+if head then redis.call('PUBLISH', ARGV[9] .. string.match(head, '^[^/]*'), head) end
+return 1
+"""

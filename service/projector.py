@@ -1,0 +1,222 @@
+"""The projector (design.md §5): a consumer group that applies the rule and writes Redis.
+
+Positions live in Redis beside the state they produced (``fenced:applied:<topic>``), so a
+projector resumes exactly where its writes stopped, whatever Kafka's committed offsets
+say; per-stream writes are compare-and-set on offset, so a zombie member after a
+rebalance cannot take a stream backwards. When Redis loses its data (the epoch changes)
+it replays every partition from offset 0; writers wait until it says it is ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from locks import Leases
+from service import domain
+from service.epochs import Epochs
+from service.kafka import Appender
+from service.projection import EpochChanged, Projection, Regressed, applied_key
+from service.rule import REASONS, StreamState, Verdict, apply
+from service.settings import Settings
+from service.wire import decode
+
+log = logging.getLogger("fenced.projector")
+
+
+def caught_up_key(epoch: int) -> str:
+    return f"fenced:caughtup:{epoch}"
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, projector: Projector) -> None:
+        self.projector = projector
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        if self.projector.rebuild:
+            self.projector.rebuild = False
+            await self.projector._forget_positions(list(assigned))
+        else:
+            await self.projector.position(list(assigned))
+
+
+class Projector:
+    def __init__(self, settings: Settings, redis: aioredis.Redis, *, rebuild: bool = False,
+                 progress: bool = False) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.projection = Projection(redis)
+        self.leases = Leases(redis)
+        self.appender = Appender(settings)
+        self.epochs = Epochs(self.leases, self.appender)
+        self.rebuild = rebuild
+        """Forget the stored positions at the first assignment (set by ``--rebuild``)."""
+        self.progress = progress
+        self.epoch = 0
+        self.types = {settings.topic(t): t for t in settings.types}
+        self.total_partitions = settings.partitions * len(self.types)
+        self.targets: dict[TopicPartition, int] = {}
+        self.base: dict[TopicPartition, int] = {}
+        self.caught_up: set[TopicPartition] = set()
+        self.discards: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.applied_records = 0
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=settings.projector_group,
+            enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=10,
+            max_partition_fetch_bytes=4 * 1024 * 1024, client_id="fenced-projector")
+        self._started = time.monotonic()
+
+    async def position(self, tps: list[TopicPartition]) -> None:
+        """Seek each partition to just after what Redis says was applied (or to 0)."""
+        for tp in tps:
+            raw = await self.redis.hget(applied_key(tp.topic), str(tp.partition))
+            self.base[tp] = -1 if raw is None else int(raw)
+            self.consumer.seek(tp, self.base[tp] + 1)
+        await self._set_targets(tps)
+
+    async def _set_targets(self, tps: list[TopicPartition]) -> None:
+        if not tps:
+            return
+        ends = await self.consumer.end_offsets(tps)
+        for tp in tps:
+            self.targets[tp] = int(ends[tp])
+            self.caught_up.discard(tp)
+
+    async def start(self) -> None:
+        await self.appender.start()
+        self.epoch = await self.epochs.current()
+        if self.rebuild:
+            self.epoch = await self.epochs.bootstrap()
+            log.warning("rebuilding the projection from offset 0 in epoch %d", self.epoch)
+        await self.consumer.start()
+        self.consumer.subscribe(list(self.types), listener=_Rebalance(self))
+
+    async def stop(self) -> None:
+        with contextlib.suppress(KafkaError):
+            await self.consumer.commit()
+        await self.consumer.stop()
+        await self.appender.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
+                try:
+                    for tp, msgs in batch.items():
+                        await self.apply(tp, msgs)
+                    await self._check_caught_up()
+                except EpochChanged:
+                    await self._restart_epoch()
+                except Regressed as e:
+                    log.warning("%s: redis lost recent writes; re-reading from what it kept", e)
+                    await self.position(list(self.consumer.assignment()))
+                if time.monotonic() - last_commit > 5:
+                    with contextlib.suppress(KafkaError):
+                        await self.consumer.commit()
+                    last_commit = time.monotonic()
+        finally:
+            await self.stop()
+
+    async def _restart_epoch(self) -> None:
+        self.epoch = await self.epochs.current()
+        log.warning("redis lost its data or the epoch changed: replaying from offset 0 in epoch %d",
+                    self.epoch)
+        await self._forget_positions(list(self.consumer.assignment()))
+
+    async def _forget_positions(self, tps: list[TopicPartition]) -> None:
+        """Start the partitions again from offset 0 (a new epoch: every stream is rebuilt)."""
+        for tp in tps:
+            await self.redis.hdel(applied_key(tp.topic), str(tp.partition))
+            self.consumer.seek(tp, 0)
+            self.base[tp] = -1
+        await self._set_targets(tps)
+
+    async def apply(self, tp: TopicPartition, msgs: list[Any]) -> None:
+        resource_type = self.types[tp.topic]
+        decider = domain.get(resource_type)
+        assert decider is not None
+        records = [decode(m.key, m.value, m.headers, m.partition, m.offset) for m in msgs]
+        streams = sorted({f"{resource_type}:{r.stream}" for r in records if r.stream})
+        states = await self.projection.load_many(decider, streams, self.epoch)
+        if await self.leases.epoch() != self.epoch:
+            raise EpochChanged("epoch moved")
+        changed: dict[str, StreamState] = {}
+        verdicts: dict[str, list[Verdict]] = defaultdict(list)
+        for r in records:
+            if not r.stream:
+                self.discards["malformed"] += 1
+                continue
+            s = f"{resource_type}:{r.stream}"
+            new, vs = apply(decider, states[s], r)
+            if new is not states[s]:
+                states[s] = changed[s] = new
+            for v in vs:
+                verdicts[s].append(v)
+                if not v.accepted and v.reason:
+                    self.discards[v.reason] += 1
+        await self.projection.write_batch(self.epoch, tp.topic, tp.partition, self.base.get(tp, -1),
+                                          changed, verdicts, msgs[-1].offset)
+        self.base[tp] = msgs[-1].offset
+        self.applied_records += len(msgs)
+        if self.progress:
+            self._print_progress()
+
+    async def _check_caught_up(self) -> None:
+        pending = [tp for tp in self.consumer.assignment() if tp not in self.caught_up]
+        for tp in pending:
+            if await self.consumer.position(tp) >= self.targets.get(tp, 0):
+                self.caught_up.add(tp)
+                await self.redis.hset(caught_up_key(self.epoch), f"{tp.topic}:{tp.partition}", "1")
+                if await self.redis.hlen(caught_up_key(self.epoch)) >= self.total_partitions:
+                    await self.leases.set_ready(self.epoch)
+                    log.info("projection caught up in epoch %d", self.epoch)
+
+    def _print_progress(self) -> None:
+        total = sum(self.targets.values()) or 1
+        done = min(self.applied_records, total)
+        width = 30
+        filled = int(width * done / total)
+        rate = self.applied_records / max(time.monotonic() - self._started, 1e-6)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} records "
+                         f"{rate:,.0f}/s")
+        sys.stderr.flush()
+
+
+async def run_projector(settings: Settings, *, rebuild: bool = False, until_caught_up: bool = False) -> None:
+    redis = aioredis.Redis.from_url(settings.redis_url)
+    projector = Projector(settings, redis, rebuild=rebuild, progress=rebuild)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    import signal
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if until_caught_up:
+        async def watch() -> None:
+            while not stop.is_set():
+                ready = await redis.hget("fenced:meta", "ready")
+                if ready is not None and projector.epoch and int(ready) == projector.epoch:
+                    stop.set()
+                await asyncio.sleep(0.2)
+        watcher = asyncio.create_task(watch())
+    try:
+        await projector.run(stop)
+    finally:
+        if until_caught_up:
+            watcher.cancel()
+        if rebuild:
+            sys.stderr.write("\n")
+        await redis.aclose()

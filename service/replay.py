@@ -1,0 +1,94 @@
+"""Replaying a topic from offset 0 with the consumer rule, independently of Redis.
+
+Used by ``fenced verify``, by the chaos checker and by downstream consumers. Two modes:
+``assign`` (no consumer group) and a fresh consumer group, so a checker can compare two
+independent readers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from service.domain import Decider
+from service.rule import Replay, Verdict
+from service.wire import decode
+
+
+@dataclass
+class TopicReplay:
+    topic: str
+    replay: Replay
+    verdicts: list[Verdict]
+
+    def histories(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for v in self.verdicts:
+            if v.accepted:
+                out.setdefault(v.stream, []).extend(
+                    {"version": e.version, "type": e.type, "data": dict(e.data), "offset": e.offset,
+                     "token": e.token, "command": e.command} for e in v.events)
+        return out
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for stream, events in sorted(self.histories().items()):
+            h.update(json.dumps([stream, events], sort_keys=True, separators=(",", ":")).encode())
+        return h.hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        r = self.replay
+        return {"topic": self.topic, "records": r.records, "accepted": r.accepted,
+                "discards": dict(r.discards), "streams": len(self.histories()), "digest": self.digest()}
+
+
+async def read_topic(bootstrap: str, topic: str, *, group: bool = False) -> AsyncIterator[Any]:
+    """Every record of ``topic`` up to its end offsets at the start, in partition order."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        group_id=f"fenced-verify-{uuid.uuid4().hex[:8]}" if group else None, fetch_max_wait_ms=50,
+        max_partition_fetch_bytes=8 * 1024 * 1024)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        if not parts:
+            parts = set(await consumer._client.fetch_all_metadata().partitions_for_topic(topic) or ())
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        if group:
+            consumer.subscribe([topic])
+            while not consumer.assignment():
+                await consumer.getmany(timeout_ms=100)
+            for tp in consumer.assignment():
+                consumer.seek(tp, 0)
+        else:
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    if m.offset < ends[tp]:
+                        yield m
+                if msgs and msgs[-1].offset >= ends[tp] - 1:
+                    remaining.discard(tp)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+
+
+async def replay_topic(bootstrap: str, topic: str, decider: Decider, *, group: bool = False) -> TopicReplay:
+    replay = Replay(decider)
+    verdicts: list[Verdict] = []
+    async for m in read_topic(bootstrap, topic, group=group):
+        verdicts.extend(replay.feed(decode(m.key, m.value, m.headers, m.partition, m.offset)))
+    return TopicReplay(topic, replay, verdicts)

@@ -1,0 +1,48 @@
+"""The process-wide clients of an API replica, started and stopped by the app's lifespan."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from locks import Leases
+from service.epochs import Epochs
+from service.kafka import Appender, ensure_topics
+from service.projection import AppliedWatcher, Projection
+from service.settings import Settings
+from service.writer import Writer
+
+log = logging.getLogger("fenced")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    replica: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.redis = aioredis.Redis.from_url(s.redis_url, max_connections=512,
+                                             socket_timeout=max(s.request_deadline_ms / 1000, 5))
+        self.leases = Leases(self.redis, ttl_ms=s.lease_ttl_ms, require_ready=True, replica=self.replica)
+        self.projection = Projection(self.redis)
+        self.watcher = AppliedWatcher(self.redis)
+        self.appender = Appender(s)
+        self.epochs = Epochs(self.leases, self.appender)
+        self.writer = Writer(s, self.leases, self.projection, self.watcher, self.appender, self.epochs)
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings)
+        await self.appender.start()
+        await self.leases.start()
+        await self.watcher.start()
+        await self.epochs.current()
+
+    async def stop(self) -> None:
+        await self.watcher.stop()
+        await self.leases.stop()
+        await self.appender.stop()
+        await self.redis.aclose()
