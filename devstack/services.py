@@ -39,9 +39,9 @@ class Services:
         (self.root / f"{name}.pid").write_text(str(proc.pid))
         return proc
 
-    def start_api(self, name: str, port: int) -> None:
-        require_free_port(port, f"API replica {name}", "FENCED_API_PORTS")
-        self._spawn(name, ["serve", "--port", str(port)])
+    def start_api(self, name: str, port: int, *, workers: int = 1) -> None:
+        require_free_port(port, f"API replica {name}", "FENCED_API_PORT")
+        self._spawn(name, ["serve", "--port", str(port), "--workers", str(workers)])
         (self.root / f"{name}.port").write_text(str(port))
 
     def start_projector(self, name: str = "projector") -> None:

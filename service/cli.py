@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # noqa: BLE001 - pydantic's message is the one line to show
         sys.exit(f"fenced: bad configuration: {e}")
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for noisy in ("httpx", "aiokafka"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.cmd == "serve":
         import uvicorn
         uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,

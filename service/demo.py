@@ -72,7 +72,7 @@ async def run_demo(settings: Settings, urls: list[str], folders: int) -> dict[st
     lost = [r for r in results if r["status"] == 201 and r["key"] not in accepted_commands]
     rejected_but_accepted = [r for r in results if r["status"] in (404, 409, 410, 422)
                              and r["key"] in accepted_commands]
-    final = Counter(" → ".join(e["type"].removeprefix("Folder") for e in histories.get(f, [])) for f in ours)
+    final = Counter(" -> ".join(e["type"].removeprefix("Folder") for e in histories.get(f, [])) for f in ours)
     return {
         "requests": len(results),
         "status": dict(Counter(str(r["status"]) for r in results)),

@@ -56,9 +56,10 @@ async def read_topic(bootstrap: str, topic: str, *, group: bool = False) -> Asyn
         max_partition_fetch_bytes=8 * 1024 * 1024)
     await consumer.start()
     try:
-        parts = consumer.partitions_for_topic(topic) or set()
+        cluster = await consumer._client.fetch_all_metadata()
+        parts = cluster.partitions_for_topic(topic) or set()
         if not parts:
-            parts = set(await consumer._client.fetch_all_metadata().partitions_for_topic(topic) or ())
+            raise LookupError(f"topic {topic} does not exist")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         if group:
             consumer.subscribe([topic])

@@ -1,0 +1,40 @@
+# fenced: the front door. `make up` brings the stack up; `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: up down status test unit lint venv demo verify clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+up: venv
+	$(PY) -m devstack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; else echo "fenced: nothing was running"; fi
+
+status: venv
+	$(PY) -m devstack status
+
+test: venv
+	$(PY) -m devstack prepare
+	$(PY) -m pytest
+
+unit: venv
+	$(PY) -m pytest tests/unit
+
+lint: venv
+	$(VENV)/bin/ruff check service locks devstack tests
+	$(VENV)/bin/mypy
+
+verify: venv
+	$(PY) -m service.cli verify
+
+clean: down
+	rm -rf .run
