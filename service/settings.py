@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")
     projector_group: str = Field("fenced-projector", description="Consumer group of the projector.")
     log_level: str = Field("INFO", description="Log level of the service and the projector.")
+    fault_injection: bool = Field(False, description=(
+        "Honour the X-Fenced-Fault request header (tests and `fenced chaos` only; never in production)."))
 
     @property
     def types(self) -> tuple[str, ...]:

@@ -8,9 +8,11 @@ Idempotency-Key never appends twice.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import os
 import time
 import uuid
 from collections.abc import Mapping
@@ -63,6 +65,8 @@ class Request:
     data: Mapping[str, Any]
     expected_version: int | None
     command_id: str
+    fault: str | None = None
+    """A fault to inject (honoured only with FENCED_FAULT_INJECTION=true)."""
 
     @property
     def stream(self) -> str:
@@ -177,6 +181,8 @@ class Writer:
                            version=state.version + 1 + i, token=lease.token, command=req.command_id,
                            index=i, count=len(events)))
             for i, e in enumerate(events)]
+        if req.fault == "pause-before-append" and self.settings.fault_injection:
+            await self._announce_pause(req)
         try:
             appended = await self.appender.append(topic, req.resource_id, records,
                                                   self._remaining(deadline))
@@ -188,6 +194,11 @@ class Writer:
             if body is not None:
                 return body
         return await self._verified_confirm(decider, req, held, topic, appended, deadline)
+
+    async def _announce_pause(self, req: Request) -> None:
+        """Fault injection: say "lease held, about to append" and give the test time to SIGSTOP us."""
+        await self.leases.redis.set(f"fenced:fault:{req.command_id}", str(os.getpid()), ex=60)
+        await asyncio.sleep(0.5)
 
     async def _fence(self, decider: Decider, req: Request, topic: str, token: int,
                      deadline: float) -> StreamState:

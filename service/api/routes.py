@@ -91,12 +91,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 @router.post("/{resource_type}/{resource_id}/commands", status_code=201, response_model=CommandOut,
              responses=ERRORS)
 async def send_command(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath, body: CommandIn,
-                       idempotency_key: Annotated[str | None, Header()] = None) -> dict[str, Any]:
+                       idempotency_key: Annotated[str | None, Header()] = None,
+                       x_fenced_fault: Annotated[str | None, Header(include_in_schema=False)] = None,
+                       ) -> dict[str, Any]:
     _check(rt, resource_type, resource_id)
     if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
     req = WriteRequest(resource_type, resource_id, body.name, body.data, body.expected_version,
-                       idempotency_key or new_command_id())
+                       idempotency_key or new_command_id(), x_fenced_fault)
     return await rt.writer.execute(req)
 
 

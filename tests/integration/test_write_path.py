@@ -1,0 +1,156 @@
+"""The write path on the real stack: two API replicas (processes), the projector, Kafka, Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from service.demo import history_problems, race
+from tests.stack import Stack, post_body
+
+pytestmark = pytest.mark.integration
+
+
+def fid() -> str:
+    return f"f-{uuid.uuid4().hex[:10]}"
+
+
+async def check_race(stack: Stack, folders: int) -> None:
+    results = await race(stack.urls, folders)
+    assert {r["status"] for r in results} <= {201, 404, 410}, results
+    replays = [await stack.replay(), await stack.replay(group=True)]
+    assert replays[0].digest() == replays[1].digest(), "S2: two independent replays disagree"
+    histories = replays[0].histories()
+    ours = {r["folder"] for r in results}
+    for folder in ours:
+        assert history_problems(histories[folder]) == [], (folder, histories[folder])  # S3
+    accepted = {e["command"]: e for events in histories.values() for e in events}
+    for r in results:
+        if r["status"] == 201:  # S1: every acknowledged write is in the replay, at its version
+            assert r["key"] in accepted, r
+            assert accepted[r["key"]]["version"] == r["body"]["version"]
+        else:  # S5: a rejected command has no accepted event
+            assert r["key"] not in accepted, r
+    destroyed_first = [f for f in ours if [e["type"] for e in histories[f]] == ["FolderCreated", "FolderDestroyed"]]
+    updates_410 = [r for r in results if r["command"] == "Update" and r["status"] == 410]
+    assert len(destroyed_first) == len(updates_410), "every Update that lost the race was told 410"
+
+
+async def test_seed_race_verified(stack: Stack) -> None:
+    """200 folders, Update and Destroy at once through two replicas: no invalid history."""
+    await check_race(stack, 200)
+
+
+async def test_seed_race_leased(leased_stack: Stack) -> None:
+    await check_race(leased_stack, 200)
+
+
+async def test_zombie_writer_is_fenced(stack: Stack) -> None:
+    """SIGSTOP a writer holding the lease before it appends; another replica takes over and
+    destroys the folder; SIGCONT: the zombie's late append lands in the log, is discarded as
+    stale everywhere, and its client is not told 201."""
+    folder = fid()
+    a, b = stack.urls
+    pid_a = stack.services.pid("api-0")
+    r = aioredis.Redis.from_url(stack.env["FENCED_REDIS_URL"])
+    async with httpx.AsyncClient(timeout=30) as client:
+        created = await client.post(f"{a}/v1/folders/{folder}/commands", json=post_body("Create", {"name": "x"}))
+        assert created.status_code == 201
+        key = uuid.uuid4().hex
+        zombie = asyncio.create_task(client.post(
+            f"{a}/v1/folders/{folder}/commands", json=post_body("Update", {"name": "late"}),
+            headers={"Idempotency-Key": key, "X-Fenced-Fault": "pause-before-append"}))
+        for _ in range(200):
+            if await r.get(f"fenced:fault:{key}"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the writer never reached the pause point")
+        stack.services.signal("api-0", signal.SIGSTOP)
+        try:
+            await asyncio.sleep(2.5)  # past the 2 s lease TTL
+            destroyed = await client.post(f"{b}/v1/folders/{folder}/commands", json=post_body("Destroy"))
+            assert destroyed.status_code == 201, destroyed.text
+        finally:
+            stack.services.signal("api-0", signal.SIGCONT)
+        answer = await zombie
+    await r.aclose()
+    assert answer.status_code == 410, answer.text
+    assert pid_a == stack.services.pid("api-0")
+    replay = await stack.replay()
+    stale = [v for v in replay.verdicts if v.command == key]
+    assert stale and all(not v.accepted and v.reason == "stale" for v in stale), stale
+    assert [e["type"] for e in replay.histories()[folder]] == ["FolderCreated", "FolderDestroyed"]
+
+
+async def test_idempotency_key_appends_once(stack: Stack) -> None:
+    folder = fid()
+    key = uuid.uuid4().hex
+    async with httpx.AsyncClient(timeout=30) as client:
+        await client.post(f"{stack.urls[0]}/v1/folders/{folder}/commands", json=post_body("Create", {"name": "a"}))
+        answers = await asyncio.gather(*(
+            client.post(f"{stack.urls[i % 2]}/v1/folders/{folder}/commands",
+                        json=post_body("Update", {"name": "b"}), headers={"Idempotency-Key": key})
+            for i in range(5)))
+        other = await client.post(f"{stack.urls[0]}/v1/folders/{folder}/commands",
+                                  json=post_body("Update", {"name": "different"}), headers={"Idempotency-Key": key})
+    assert {a.status_code for a in answers} == {201}
+    assert len({a.text for a in answers}) == 1, [a.text for a in answers]
+    assert other.status_code == 422 and "different request" in other.json()["detail"]
+    replay = await stack.replay()
+    assert [e["command"] for e in replay.histories()[folder]].count(key) == 1
+
+
+async def test_reads_history_and_etag(stack: Stack) -> None:
+    folder = fid()
+    url = stack.urls[1]
+    async with httpx.AsyncClient(timeout=30) as client:
+        assert (await client.get(f"{url}/v1/folders/{folder}")).status_code == 404
+        await client.post(f"{url}/v1/folders/{folder}/commands", json=post_body("Create", {"name": "a"}))
+        for i in range(4):
+            r = await client.post(f"{url}/v1/folders/{folder}/commands",
+                                  json=post_body("Update", {"name": f"n{i}"}, expected_version=i + 1))
+            assert r.status_code == 201 and r.json()["version"] == i + 2
+        stale = await client.post(f"{url}/v1/folders/{folder}/commands",
+                                  json=post_body("Update", {"name": "x"}, expected_version=1))
+        assert stale.status_code == 409 and stale.json()["current_version"] == 5
+        assert stale.headers["content-type"] == "application/problem+json"
+        got = await client.get(f"{url}/v1/folders/{folder}")
+        assert got.json()["state"]["name"] == "n3" and got.headers["etag"] == '"5"'
+        page1 = (await client.get(f"{url}/v1/folders/{folder}/events", params={"limit": 2})).json()
+        assert [e["version"] for e in page1["events"]] == [1, 2] and page1["next_from_version"] == 3
+        page3 = (await client.get(f"{url}/v1/folders/{folder}/events",
+                                  params={"from_version": 5, "limit": 2})).json()
+        assert [e["type"] for e in page3["events"]] == ["FolderUpdated"] and page3["next_from_version"] is None
+
+
+@pytest.mark.parametrize(("path", "body", "headers", "status"), [
+    ("/v1/widgets/a/commands", post_body("Create", {"name": "a"}), {}, 404),
+    ("/v1/folders/" + "a" * 200 + "/commands", post_body("Create", {"name": "a"}), {}, 422),
+    ("/v1/folders/bad%20id/commands", post_body("Create", {"name": "a"}), {}, 422),
+    ("/v1/folders/ok/commands", {"name": "Create", "data": {"name": "x" * 70000}}, {}, 413),
+    ("/v1/folders/ok/commands", b"{not json", {"content-type": "application/json"}, 422),
+    ("/v1/folders/ok/commands", {"nam": "Create"}, {}, 422),
+    ("/v1/folders/ok/commands", post_body("Explode"), {}, 422),
+    ("/v1/folders/ok/commands", post_body("Create", {"name": ""}), {}, 422),
+    ("/v1/folders/ok/commands", post_body("Create", {"name": "a"}, expected_version=-1), {}, 422),
+    ("/v1/folders/ok/commands", post_body("Create", {"name": "a"}), {"Idempotency-Key": "a b"}, 422),
+    ("/v1/folders/never/commands", post_body("Update", {"name": "a"}), {}, 404),
+])
+async def test_bad_input_is_a_clear_4xx_and_appends_nothing(
+        stack: Stack, path: str, body: object, headers: dict[str, str], status: int) -> None:
+    before = (await stack.replay()).replay.records
+    async with httpx.AsyncClient(timeout=30) as client:
+        if isinstance(body, bytes):
+            r = await client.post(stack.urls[0] + path, content=body, headers=headers)
+        else:
+            r = await client.post(stack.urls[0] + path, json=body, headers=headers)
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"]
+    assert (await stack.replay()).replay.records == before
