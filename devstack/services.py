@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from devstack.errors import StackError
-from devstack.proc import require_free_port, stop_pid, tail
+from devstack.proc import require_free_port, stop_process, tail
 
 
 @dataclass
@@ -63,8 +63,7 @@ class Services:
         if proc is not None:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
-            stop_pid(proc.pid, timeout=15)
-            proc.wait(5)
+            stop_process(proc, timeout=15)
         (self.root / f"{name}.pid").unlink(missing_ok=True)
 
     def stop_all(self) -> None:

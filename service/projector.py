@@ -24,7 +24,7 @@ from aiokafka.errors import KafkaError
 from locks import Leases
 from service import domain
 from service.epochs import Epochs
-from service.kafka import Appender
+from service.kafka import Appender, ensure_topics
 from service.projection import EpochChanged, Projection, Regressed, applied_key
 from service.rule import REASONS, StreamState, Verdict, apply
 from service.settings import Settings
@@ -95,6 +95,7 @@ class Projector:
             self.caught_up.discard(tp)
 
     async def start(self) -> None:
+        await ensure_topics(self.settings)
         await self.appender.start()
         self.epoch = await self.epochs.current()
         if self.rebuild:

@@ -524,7 +524,7 @@ _VERSION_DELTA = st.sampled_from((0, 0, 0, 0, 0, 0, -1, 1, 2))
 _AFTER_DESTROY = st.sampled_from((UPDATED, DESTROYED))
 _WHILE_ALIVE = st.sampled_from((UPDATED, UPDATED, UPDATED, DESTROYED))
 _ANY_TYPE = st.sampled_from((*EVENT_TYPES, "FolderRenamed"))
-_SHAPE = st.sampled_from(("ok",) * 6 + ("truncate", "skip", "token", "count"))
+_SHAPE = st.sampled_from(("ok",) * 6 + ("truncate", "skip", "token", "count", "version"))
 _COUNT_DELTA = st.sampled_from((-1, 1))
 
 
@@ -613,6 +613,8 @@ def logs(draw: st.DrawFn) -> list[Record]:
                 fields[-1]["token"] += 1
             elif shape == "count":
                 fields[-1]["count"] += draw(_COUNT_DELTA)
+            elif shape == "version":
+                fields[-1]["version"] += draw(_COUNT_DELTA)
         group = [Record("event", stream, p, take(), **f) for f in fields]
         for r in group:
             emit(r)
