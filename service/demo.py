@@ -64,7 +64,7 @@ async def run_demo(settings: Settings, urls: list[str], folders: int) -> dict[st
     results = await race(urls, folders)
     decider = domain.get("folders")
     assert decider is not None
-    tr = await replay_topic(settings.kafka_bootstrap, settings.topic("folders"), decider)
+    tr = await replay_topic(settings.kafka_bootstrap, settings.topic("folders"), decider, settings.partitions)
     histories = tr.histories()
     accepted_commands = {e["command"] for events in histories.values() for e in events}
     ours = {r["folder"] for r in results}

@@ -150,7 +150,7 @@ class Projector:
         resource_type = self.types[tp.topic]
         decider = domain.get(resource_type)
         assert decider is not None
-        records = [decode(m.key, m.value, m.headers, m.partition, m.offset) for m in msgs]
+        records = [decode(m.key, m.value, m.headers, m.partition, m.offset, self.settings.partitions) for m in msgs]
         streams = sorted({f"{resource_type}:{r.stream}" for r in records if r.stream})
         states = await self.projection.load_many(decider, streams, self.epoch)
         if await self.leases.epoch() != self.epoch:

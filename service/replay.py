@@ -87,9 +87,10 @@ async def read_topic(bootstrap: str, topic: str, *, group: bool = False) -> Asyn
         await consumer.stop()
 
 
-async def replay_topic(bootstrap: str, topic: str, decider: Decider, *, group: bool = False) -> TopicReplay:
+async def replay_topic(bootstrap: str, topic: str, decider: Decider, partitions: int, *,
+                       group: bool = False) -> TopicReplay:
     replay = Replay(decider)
     verdicts: list[Verdict] = []
     async for m in read_topic(bootstrap, topic, group=group):
-        verdicts.extend(replay.feed(decode(m.key, m.value, m.headers, m.partition, m.offset)))
+        verdicts.extend(replay.feed(decode(m.key, m.value, m.headers, m.partition, m.offset, partitions)))
     return TopicReplay(topic, replay, verdicts)

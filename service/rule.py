@@ -191,6 +191,9 @@ class Replay:
 
     def feed(self, r: Record) -> list[Verdict]:
         self.records += 1
+        if not r.stream:  # keyless: belongs to no stream, discarded on its own
+            self.discards["malformed"] += 1
+            return [_discard((r,), "malformed")]
         s = self.streams.get(r.stream) or initial(self.decider)
         s, verdicts = apply(self.decider, s, r)
         self.streams[r.stream] = s

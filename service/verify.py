@@ -19,7 +19,7 @@ async def verify(settings: Settings, *, compare: bool = True) -> dict[str, Any]:
         for t in settings.types:
             decider = domain.get(t)
             assert decider is not None
-            tr = await replay_topic(settings.kafka_bootstrap, settings.topic(t), decider)
+            tr = await replay_topic(settings.kafka_bootstrap, settings.topic(t), decider, settings.partitions)
             out["types"][t] = tr.summary()
             if redis is None:
                 continue

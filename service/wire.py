@@ -150,7 +150,12 @@ class Record:
 MAX_DECIMAL_DIGITS = 19  # fits a signed 64-bit integer
 
 
-def _int(headers: Mapping[str, bytes], name: str) -> int:
+def _text(headers: Mapping[str, bytes | None], name: str) -> str:
+    raw = headers.get(name)
+    return raw.decode() if raw is not None else ""
+
+
+def _int(headers: Mapping[str, bytes | None], name: str) -> int:
     raw = headers.get(name)
     if raw is None:
         raise ValueError(f"missing header {name}")
@@ -160,17 +165,24 @@ def _int(headers: Mapping[str, bytes], name: str) -> int:
     return int(text)
 
 
-def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]],
-           partition: int, offset: int) -> Record:
-    """Decode a record; never raises: anything unreadable is ``malformed`` with a reason."""
+def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes | None]],
+           partition: int, offset: int, partitions: int | None = None) -> Record:
+    """Decode a record; never raises: anything unreadable is ``malformed`` with a reason.
+
+    With ``partitions`` (the topic's partition count), a record on another partition than
+    its key's murmur2 partition is malformed too: it was not written by a fenced writer, and
+    reading it would mix two partitions' orders into one stream.
+    """
     stream = ""
     try:
         stream = (key or b"").decode()
         if not stream:
             raise ValueError("record has no key")
-        h = {k: v for k, v in headers}
-        ce_type = h.get(H_TYPE, b"").decode()
-        subject = h.get(H_SUBJECT, b"").decode()
+        if partitions is not None and partition_for(stream, partitions) != partition:
+            raise ValueError(f"key belongs to partition {partition_for(stream, partitions)}")
+        h = dict(headers)
+        ce_type = _text(h, H_TYPE)
+        subject = _text(h, H_SUBJECT)
         if not ce_type:
             raise ValueError("missing header ce_type")
         if subject != stream:
@@ -181,7 +193,7 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
         version = _int(h, H_VERSION)
         index = _int(h, H_INDEX) if H_INDEX in h else 0
         count = _int(h, H_COUNT) if H_COUNT in h else 1
-        command = h.get(H_COMMAND, b"").decode()
+        command = _text(h, H_COMMAND)
         if not command:
             raise ValueError("missing header ce_fencedcommand")
         if version < 1 or count < 1 or index >= count:
@@ -191,7 +203,6 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
             raise ValueError("event data is not a JSON object")
         return Record("event", stream, partition, offset, token=token, version=version,
                       command=command, index=index, count=count, event_type=ce_type,
-                      data=data, event_id=h.get(H_ID, b"").decode(),
-                      time=h.get(H_TIME, b"").decode())
-    except (ValueError, UnicodeDecodeError) as e:
+                      data=data, event_id=_text(h, H_ID), time=_text(h, H_TIME))
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
         return Record("malformed", stream, partition, offset, problem=str(e))

@@ -61,7 +61,8 @@ class Stack:
     async def replay(self, *, group: bool = False) -> TopicReplay:
         decider = domain.get("folders")
         assert decider is not None
-        return await replay_topic(self.kafka.bootstrap, self.settings.topic("folders"), decider, group=group)
+        return await replay_topic(self.kafka.bootstrap, self.settings.topic("folders"), decider,
+                                  self.settings.partitions, group=group)
 
     def log(self, name: str) -> str:
         return (self.services.root / f"{name}.log").read_text(errors="replace")
