@@ -105,10 +105,12 @@ class Projector:
         self.consumer.subscribe(list(self.types), listener=_Rebalance(self))
 
     async def stop(self) -> None:
-        with contextlib.suppress(KafkaError):
-            await self.consumer.commit()
-        await self.consumer.stop()
-        await self.appender.stop()
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(self.consumer.commit(), 5)
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(self.consumer.stop(), 10)
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(self.appender.stop(), 10)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
@@ -117,6 +119,8 @@ class Projector:
             while not stop.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
                 try:
+                    if not batch and await self.leases.epoch() != self.epoch:
+                        raise EpochChanged("the epoch moved while idle")
                     for tp, msgs in batch.items():
                         await self.apply(tp, msgs)
                     await self._check_caught_up()
@@ -180,6 +184,8 @@ class Projector:
         pending = [tp for tp in self.consumer.assignment() if tp not in self.caught_up]
         for tp in pending:
             if await self.consumer.position(tp) >= self.targets.get(tp, 0):
+                if await self.leases.epoch() != self.epoch:
+                    raise EpochChanged("the epoch moved before the projection caught up")
                 self.caught_up.add(tp)
                 await self.redis.hset(caught_up_key(self.epoch), f"{tp.topic}:{tp.partition}", "1")
                 if await self.redis.hlen(caught_up_key(self.epoch)) >= self.total_partitions:

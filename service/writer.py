@@ -15,13 +15,16 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from redis.exceptions import RedisError
 
 from locks import (
     META_KEY,
     LeaseBusy,
+    LeaseError,
     Leases,
     NotBootstrapped,
     NotReady,
@@ -49,6 +52,7 @@ from service.settings import Settings
 from service.wire import Record, encode_value, event_headers, fence_headers
 
 log = logging.getLogger("fenced.writer")
+T = TypeVar("T")
 
 
 class _Retry(Exception):
@@ -130,7 +134,7 @@ class Writer:
                               retry_after_s=1) from e
         except NotReady as e:
             raise Unavailable("the projection is catching up with the log", retry_after_s=1) from e
-        except RedisUnavailable as e:
+        except (RedisUnavailable, RedisError, OSError) as e:
             raise Unavailable(f"redis is unavailable: {e}", retry_after_s=1) from e
         except KafkaUnavailable as e:
             raise Unavailable(f"kafka is unavailable: {e}", retry_after_s=1) from e
@@ -188,12 +192,21 @@ class Writer:
                                                   self._remaining(deadline))
         except AppendOutcomeUnknown:
             self.counters["outcome_unknown"] += 1
-            return await self._resolve_unknown(decider, req, topic, deadline)
+            return await self._after_append(self._resolve_unknown(decider, req, topic, deadline))
         if self.settings.ack_mode == "leased":
-            body = await self._leased_confirm(decider, req, held, state, appended, records)
+            body = await self._after_append(self._leased_confirm(decider, req, held, state, appended, records))
             if body is not None:
                 return body
-        return await self._verified_confirm(decider, req, held, topic, appended, deadline)
+        return await self._after_append(self._verified_confirm(decider, req, held, topic, appended, deadline))
+
+    async def _after_append(self, confirm: Awaitable[T]) -> T:
+        """Once records may be in the log, any failure to learn the verdict is an unknown outcome."""
+        try:
+            return await confirm
+        except (RedisError, OSError, LeaseError) as e:
+            self.counters["outcome_unknown"] += 1
+            raise OutcomeUnknown(f"outcome unknown ({e}): retry with the same Idempotency-Key",
+                                 retry_after_s=1) from e
 
     async def _announce_pause(self, req: Request) -> None:
         """Fault injection: say "lease held, about to append" and give the test time to SIGSTOP us."""

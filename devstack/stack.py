@@ -1,5 +1,5 @@
-"""A whole fenced stack for integration tests: projector and API replicas as real processes
-on the session's Kafka broker and redis-server, isolated by topic prefix and Redis db."""
+"""A whole fenced stack: the projector and API replicas as real processes on a Kafka broker
+and a redis-server, isolated by topic prefix and Redis db (tests, benchmarks, chaos runs)."""
 
 from __future__ import annotations
 
@@ -43,16 +43,20 @@ class Stack:
         }
         self.services = Services(self.root / self.prefix.rstrip("."), self.env)
         self.urls: list[str] = []
-        self.settings = Settings(**{k.removeprefix("FENCED_").lower(): v for k, v in self.env.items()})
+        self.settings = Settings.model_validate({k.removeprefix("FENCED_").lower(): v for k, v in self.env.items()})
 
     def start(self) -> Stack:
-        self.services.start_projector()
-        for i in range(self.replicas):
-            port = free_port()
-            self.services.start_api(f"api-{i}", port)
-            self.urls.append(f"http://127.0.0.1:{port}")
-        for i, url in enumerate(self.urls):
-            self.services.wait_ready(url, 90, name=f"api-{i}")
+        try:
+            self.services.start_projector()
+            for i in range(self.replicas):
+                port = free_port()
+                self.services.start_api(f"api-{i}", port)
+                self.urls.append(f"http://127.0.0.1:{port}")
+            for i, url in enumerate(self.urls):
+                self.services.wait_ready(url, 90, name=f"api-{i}")
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -1,0 +1,96 @@
+"""Write-path throughput and latency through the HTTP API (issue 4's figures).
+
+Starts its own Kafka broker, redis-server, projector and 2 API replicas, then drives
+uniform writes over N folders with C concurrent clients, alternating the acknowledgement
+modes in short rounds (the machine is noisy: compare within one run, not across runs).
+
+    python -m bench.writes --folders 10000 --clients 64 --seconds 10 --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from devstack import KafkaBroker, RedisServer
+from devstack.proc import free_port
+from devstack.stack import Stack
+
+
+async def drive(urls: list[str], folders: int, clients: int, seconds: float, prefix: str) -> dict[str, Any]:
+    created: set[int] = set()
+    latencies: list[float] = []
+    status: dict[int, int] = {}
+    end = time.monotonic() + seconds
+    rng = random.Random(7)
+    limits = httpx.Limits(max_connections=clients * 2, max_keepalive_connections=clients * 2)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        async def worker(w: int) -> None:
+            url = urls[w % len(urls)]
+            while time.monotonic() < end:
+                f = rng.randrange(folders)
+                body = {"name": "Update", "data": {"name": f"n{rng.random()}"}} if f in created else \
+                    {"name": "Create", "data": {"name": "new"}}
+                t0 = time.perf_counter()
+                r = await client.post(f"{url}/v1/folders/{prefix}{f}/commands", json=body)
+                latencies.append(time.perf_counter() - t0)
+                status[r.status_code] = status.get(r.status_code, 0) + 1
+                if r.status_code in (201, 409):
+                    created.add(f)
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker(w) for w in range(clients)))
+        elapsed = time.monotonic() - t0
+    lat = sorted(latencies)
+    return {"accepted_per_s": status.get(201, 0) / elapsed, "requests": len(lat), "status": status,
+            "p50_ms": 1000 * lat[len(lat) // 2] if lat else None,
+            "p99_ms": 1000 * lat[int(len(lat) * 0.99)] if lat else None}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--folders", type=int, default=10000)
+    ap.add_argument("--clients", type=int, default=64)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="fenced-bench-"))
+    kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
+    redis = RedisServer(root / "redis", port=free_port())
+    kafka.start()
+    redis.start()
+    stacks = {mode: Stack(root / "stacks", kafka, redis, ack_mode=mode,
+                          extra_env={"FENCED_LEASE_TTL_MS": "5000", "FENCED_PARTITIONS": "12"}).start()
+              for mode in ("verified", "leased")}
+    results: dict[str, list[dict[str, Any]]] = {m: [] for m in stacks}
+    try:
+        for rnd in range(args.rounds):
+            for mode, stack in stacks.items():
+                r = asyncio.run(drive(stack.urls, args.folders, args.clients, args.seconds, f"r{rnd}-"))
+                results[mode].append(r)
+                print(f"round {rnd} {mode:8}: {r['accepted_per_s']:7.0f} accepted/s  p50 {r['p50_ms']:.1f} ms  "
+                      f"p99 {r['p99_ms']:.1f} ms  {r['status']}", flush=True)
+    finally:
+        for stack in stacks.values():
+            stack.stop()
+        redis.stop()
+        kafka.stop()
+    summary = {m: {k: statistics.median(x[k] for x in rs) for k in ("accepted_per_s", "p50_ms", "p99_ms")}
+               for m, rs in results.items()}
+    ratio = summary["leased"]["accepted_per_s"] / max(summary["verified"]["accepted_per_s"], 1e-9)
+    for m, s in summary.items():
+        print(f"{m:8}: median {s['accepted_per_s']:.0f} accepted/s, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms")
+    print(f"leased / verified throughput: {ratio:.2f}x")
+    print(json.dumps({"args": vars(args), "summary": summary}))
+
+
+if __name__ == "__main__":
+    main()
