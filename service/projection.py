@@ -84,6 +84,19 @@ def verdict_json(v: Verdict) -> str:
 
 
 @dataclass(frozen=True)
+class PartitionWrite:
+    """What one projector batch changed in one partition."""
+
+    topic: str
+    partition: int
+    base: int
+    """The partition's applied offset the states were built on (-1: none)."""
+    last_offset: int
+    changed: Mapping[str, StreamState]
+    verdicts: Mapping[str, list[Verdict]]
+
+
+@dataclass(frozen=True)
 class StoredVerdict:
     command: str
     accepted: bool
@@ -110,49 +123,48 @@ class Projection:
         self._apply = redis.register_script(APPLY_STREAM)
         self._advance = redis.register_script(ADVANCE_PARTITION)
 
-    async def load_many(self, decider: Decider, streams: Sequence[str],
-                        epoch: int) -> dict[str, StreamState]:
+    async def load_many(self, streams: Mapping[str, Decider], epoch: int) -> dict[str, StreamState]:
+        """The rule states of many streams in one round trip (initial if from another epoch)."""
         pipe = self.redis.pipeline(transaction=False)
-        for s in streams:
+        names = list(streams)
+        for s in names:
             pipe.hmget(f"{stream_key(s)}:proj", "epoch", "data")
         rows = await pipe.execute()
         out: dict[str, StreamState] = {}
-        for s, (ep, data) in zip(streams, rows, strict=True):
+        for s, (ep, data) in zip(names, rows, strict=True):
             fresh = data is None or ep is None or int(ep) != epoch
-            out[s] = initial(decider) if fresh else StreamState.from_json(data)
+            out[s] = initial(streams[s]) if fresh else StreamState.from_json(data)
         return out
 
     async def load(self, decider: Decider, stream: str) -> StreamState:
         data = await self.redis.hget(f"{stream_key(stream)}:proj", "data")
         return initial(decider) if data is None else StreamState.from_json(data)
 
-    async def write_batch(self, epoch: int, topic: str, partition: int, base: int,
-                          changed: Mapping[str, StreamState], verdicts: Mapping[str, list[Verdict]],
-                          last_offset: int) -> None:
-        """Write changed streams (CAS on offset), then raise the partition's applied offset.
-
-        ``base`` is the partition's applied offset these states were built on (-1: none).
-        """
+    async def write_batch(self, epoch: int, parts: Sequence[PartitionWrite]) -> None:
+        """Write the changed streams of several partitions (CAS on offset) and raise the
+        partitions' applied offsets, in one pipeline."""
         pipe = self.redis.pipeline(transaction=False)
-        for s, st in changed.items():
-            k = stream_key(s)
-            vs = verdicts.get(s, [])
-            args: list[str | int] = [epoch, st.offset, st.version, st.to_json(), VERDICT_TTL_S, len(vs),
-                                     partition, base]
-            for v in vs:
-                args += [v.first_offset, verdict_json(v)]
-            for v in vs:
-                for e in v.events:
-                    args += [e.version, event_json(e)]
-            await self._apply(keys=[f"{k}:proj", f"{k}:ev", META_KEY, applied_key(topic)], args=args,
-                              client=pipe)
-        await self._advance(keys=[applied_key(topic), META_KEY],
-                            args=[epoch, partition, last_offset, APPLIED_CHANNEL, topic, base], client=pipe)
+        for part in parts:
+            applied = applied_key(part.topic)
+            for s, st in part.changed.items():
+                k = stream_key(s)
+                vs = part.verdicts.get(s, [])
+                args: list[str | int] = [epoch, st.offset, st.version, st.to_json(), VERDICT_TTL_S, len(vs),
+                                         part.partition, part.base]
+                for v in vs:
+                    args += [v.first_offset, verdict_json(v)]
+                for v in vs:
+                    for e in v.events:
+                        args += [e.version, event_json(e)]
+                await self._apply(keys=[f"{k}:proj", f"{k}:ev", META_KEY, applied], args=args, client=pipe)
+            await self._advance(keys=[applied, META_KEY],
+                                args=[epoch, part.partition, part.last_offset, APPLIED_CHANNEL, part.topic,
+                                      part.base], client=pipe)
         results = await pipe.execute()
         if any(int(r) == -1 for r in results):
             raise EpochChanged("the token epoch in Redis changed while projecting")
         if any(int(r) == -2 for r in results):
-            raise Regressed(f"{topic}/{partition} is behind offset {base} in Redis")
+            raise Regressed("a partition's applied offset in Redis is behind what this projector wrote")
 
     async def applied(self, topic: str) -> dict[int, int]:
         raw = await self.redis.hgetall(applied_key(topic))

@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -23,12 +24,13 @@ from aiokafka.errors import KafkaError
 
 from locks import Leases
 from service import domain
+from service.domain import Decider
 from service.epochs import Epochs
 from service.kafka import Appender, ensure_topics
-from service.projection import EpochChanged, Projection, Regressed, applied_key
+from service.projection import EpochChanged, PartitionWrite, Projection, Regressed, applied_key
 from service.rule import REASONS, StreamState, Verdict, apply
 from service.settings import Settings
-from service.wire import decode
+from service.wire import Record, decode
 
 log = logging.getLogger("fenced.projector")
 
@@ -66,6 +68,12 @@ class Projector:
         self.progress = progress
         self.epoch = 0
         self.types = {settings.topic(t): t for t in settings.types}
+        self.deciders: dict[str, Decider] = {}
+        for topic, t in self.types.items():
+            decider = domain.get(t)
+            if decider is None:
+                raise ValueError(f"no decider is registered for resource type {t!r}")
+            self.deciders[topic] = decider
         self.total_partitions = settings.partitions * len(self.types)
         self.targets: dict[TopicPartition, int] = {}
         self.base: dict[TopicPartition, int] = {}
@@ -121,8 +129,8 @@ class Projector:
                 try:
                     if not batch and await self.leases.epoch() != self.epoch:
                         raise EpochChanged("the epoch moved while idle")
-                    for tp, msgs in batch.items():
-                        await self.apply(tp, msgs)
+                    if batch:
+                        await self.apply(batch)
                     await self._check_caught_up()
                 except EpochChanged:
                     await self._restart_epoch()
@@ -150,33 +158,42 @@ class Projector:
             self.base[tp] = -1
         await self._set_targets(tps)
 
-    async def apply(self, tp: TopicPartition, msgs: list[Any]) -> None:
-        resource_type = self.types[tp.topic]
-        decider = domain.get(resource_type)
-        assert decider is not None
-        records = [decode(m.key, m.value, m.headers, m.partition, m.offset, self.settings.partitions) for m in msgs]
-        streams = sorted({f"{resource_type}:{r.stream}" for r in records if r.stream})
-        states = await self.projection.load_many(decider, streams, self.epoch)
-        if await self.leases.epoch() != self.epoch:
-            raise EpochChanged("epoch moved")
-        changed: dict[str, StreamState] = {}
-        verdicts: dict[str, list[Verdict]] = defaultdict(list)
-        for r in records:
-            if not r.stream:
-                self.discards["malformed"] += 1
-                continue
-            s = f"{resource_type}:{r.stream}"
-            new, vs = apply(decider, states[s], r)
-            if new is not states[s]:
-                states[s] = changed[s] = new
-            for v in vs:
-                verdicts[s].append(v)
-                if not v.accepted and v.reason:
-                    self.discards[v.reason] += 1
-        await self.projection.write_batch(self.epoch, tp.topic, tp.partition, self.base.get(tp, -1),
-                                          changed, verdicts, msgs[-1].offset)
-        self.base[tp] = msgs[-1].offset
-        self.applied_records += len(msgs)
+    async def apply(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+        """Apply one fetch of many partitions: one read and one write round trip to Redis."""
+        decoded: dict[TopicPartition, list[Record]] = {}
+        wanted: dict[str, Decider] = {}
+        for tp, msgs in batch.items():
+            decider = self.deciders[tp.topic]
+            records = [decode(m.key, m.value, m.headers, m.partition, m.offset, self.settings.partitions)
+                       for m in msgs]
+            decoded[tp] = records
+            for r in records:
+                if r.stream:
+                    wanted[f"{self.types[tp.topic]}:{r.stream}"] = decider
+        states = await self.projection.load_many(wanted, self.epoch)
+        parts = []
+        for tp, records in decoded.items():
+            decider = self.deciders[tp.topic]
+            changed: dict[str, StreamState] = {}
+            verdicts: dict[str, list[Verdict]] = defaultdict(list)
+            for r in records:
+                if not r.stream:
+                    self.discards["malformed"] += 1
+                    continue
+                s = f"{self.types[tp.topic]}:{r.stream}"
+                new, vs = apply(decider, states[s], r)
+                if new is not states[s]:
+                    states[s] = changed[s] = new
+                for v in vs:
+                    verdicts[s].append(v)
+                    if not v.accepted and v.reason:
+                        self.discards[v.reason] += 1
+            parts.append(PartitionWrite(tp.topic, tp.partition, self.base.get(tp, -1), records[-1].offset,
+                                        changed, verdicts))
+        await self.projection.write_batch(self.epoch, parts)
+        for part in parts:
+            self.base[TopicPartition(part.topic, part.partition)] = part.last_offset
+        self.applied_records += sum(len(m) for m in batch.values())
         if self.progress:
             self._print_progress()
 

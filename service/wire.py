@@ -147,7 +147,8 @@ class Record:
     problem: str = ""
 
 
-MAX_DECIMAL_DIGITS = 19  # fits a signed 64-bit integer
+MAX_DECIMAL_DIGITS = 19
+MAX_INT64 = 2**63 - 1
 
 
 def _text(headers: Mapping[str, bytes | None], name: str) -> str:
@@ -160,8 +161,8 @@ def _int(headers: Mapping[str, bytes | None], name: str) -> int:
     if raw is None:
         raise ValueError(f"missing header {name}")
     text = raw.decode("ascii")
-    if not text.isdigit() or len(text) > MAX_DECIMAL_DIGITS:
-        raise ValueError(f"header {name} is not a non-negative decimal integer")
+    if not text.isdigit() or len(text) > MAX_DECIMAL_DIGITS or int(text) > MAX_INT64:
+        raise ValueError(f"header {name} is not a decimal integer from 0 to 2**63-1")
     return int(text)
 
 
@@ -179,7 +180,9 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
         if not stream:
             raise ValueError("record has no key")
         if partitions is not None and partition_for(stream, partitions) != partition:
-            raise ValueError(f"key belongs to partition {partition_for(stream, partitions)}")
+            wrong = f"key {stream!r} belongs to partition {partition_for(stream, partitions)}"
+            stream = ""  # belongs to no stream of this partition: discarded on its own
+            raise ValueError(wrong)
         h = dict(headers)
         ce_type = _text(h, H_TYPE)
         subject = _text(h, H_SUBJECT)

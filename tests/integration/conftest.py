@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from devstack import KafkaBroker, RedisServer
-from tests.stack import Stack
+from devstack.stack import Stack
 
 
 @pytest.fixture(scope="module")

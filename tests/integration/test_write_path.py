@@ -11,7 +11,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.demo import history_problems, race
-from tests.stack import Stack, post_body
+from devstack.stack import Stack, post_body
 
 pytestmark = pytest.mark.integration
 

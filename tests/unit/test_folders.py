@@ -233,7 +233,7 @@ def test_evolve_lifecycle() -> None:
 def test_evolve_returns_new_states() -> None:
     before = dict(NEW)
     after = evolve(NEW, CREATED, {"name": "A", "parent_id": None})
-    assert NEW == before
+    assert before == NEW
     assert after is not NEW
     existing = dict(EXISTING)
     evolve(existing, UPDATED, {"name": "Z"})

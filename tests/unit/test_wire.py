@@ -211,12 +211,19 @@ def test_index_and_count_default_to_a_single_event_group() -> None:
     assert (r.kind, r.index, r.count) == ("event", 0, 1)
 
 
-def test_nineteen_digit_numbers_are_accepted() -> None:
-    headers = _event_headers(version=9_999_999_999_999_999_999, token=10**18)
+def test_numbers_up_to_int64_max_are_accepted() -> None:
+    headers = _event_headers(version=2**63 - 1, token=10**18)
     r = decode(b"f1", b"{}", headers, 0, 0)
     assert r.kind == "event"
-    assert r.version == 9_999_999_999_999_999_999
+    assert r.version == 2**63 - 1
     assert r.token == 10**18
+
+
+def test_numbers_above_int64_max_are_malformed() -> None:
+    r = decode(b"f1", b"{}", _event_headers(version=2**63), 0, 0)
+    assert r.kind == "malformed" and "2**63-1" in r.problem
+    r = decode(b"f1", b"{}", _event_headers(token=9_999_999_999_999_999_999), 0, 0)
+    assert r.kind == "malformed"
 
 
 def test_token_zero_is_accepted() -> None:
@@ -226,8 +233,8 @@ def test_token_zero_is_accepted() -> None:
 
 @given(
     key=st.text(min_size=1, max_size=20),
-    version=st.integers(min_value=1, max_value=10**19 - 1),
-    token=st.integers(min_value=0, max_value=10**19 - 1),
+    version=st.integers(min_value=1, max_value=2**63 - 1),
+    token=st.integers(min_value=0, max_value=2**63 - 1),
     count=st.integers(min_value=1, max_value=50),
     data=st.dictionaries(st.text(max_size=8),
                          st.none() | st.booleans() | st.integers() | st.text(max_size=8),
@@ -357,14 +364,17 @@ def test_decode_malformed_problem_says_why() -> None:
         st.tuples(
             st.sampled_from([H_TYPE, H_SUBJECT, H_TOKEN, H_VERSION, H_COMMAND, H_INDEX, H_COUNT,
                              "ce_id", "ce_time", "other"]),
-            st.binary(max_size=24) | st.sampled_from(
+            st.none() | st.binary(max_size=24) | st.sampled_from(
                 [b"1", b"0", b"f1", b"FolderCreated", FENCE_TYPE.encode(), b"9" * 20])),
         max_size=10),
+    partitions=st.none() | st.integers(min_value=1, max_value=4),
+    partition=st.integers(min_value=0, max_value=3),
 )
 @FAST
-def test_decode_never_raises_on_arbitrary_bytes(key: bytes | None, value: bytes | None,
-                                                headers: Headers) -> None:
-    r = decode(key, value, headers, 0, 0)
+def test_decode_never_raises_on_arbitrary_bytes(
+        key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes | None]],
+        partitions: int | None, partition: int) -> None:
+    r = decode(key, value, headers, partition, 0, partitions)
     assert r.kind in ("event", "fence", "malformed")
     if r.kind == "malformed":
         assert r.problem
@@ -376,28 +386,90 @@ def test_decode_never_raises_when_one_header_is_mutated(data: st.DataObject) -> 
     headers = _event_headers(index=0, count=2)
     name = data.draw(st.sampled_from([k for k, _ in headers]))
     raw = data.draw(st.binary(max_size=24))
-    r = decode(b"f1", GOOD_VALUE, _replace_header(headers, name, raw), 0, 0)
+    r = decode(b"f1", GOOD_VALUE, _replace_header(headers, name, raw), 0, 0, 1)
     assert r.kind in ("event", "malformed")
     if r.kind == "malformed":
         assert r.problem
 
 
-# Known bugs, kept as strict xfails: they turn into failures once fixed, so the marker can go.
+# aiokafka yields None for a Kafka header whose value is null.
+_NULLABLE = [k for k, _ in _event_headers()]
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="BUG: decode() calls .decode() on a null header value; aiokafka "
-                          "yields None for a Kafka header whose value is null")
-@pytest.mark.parametrize("name", [H_TYPE, H_SUBJECT, H_COMMAND, "ce_id", "ce_time"])
-def test_decode_null_header_value_is_malformed(name: str) -> None:
+
+@pytest.mark.parametrize("name", [n for n in _NULLABLE if n not in (H_INDEX, H_COUNT)])
+def test_null_header_value_reads_as_a_missing_header(name: str) -> None:
+    headers = _event_headers(index=0, count=2)
+    nulled: list[tuple[str, bytes | None]] = [
+        (k, None if k == name else v) for k, v in headers]
+    missing = _replace_header(headers, name, None)
+    assert decode(b"f1", GOOD_VALUE, nulled, 3, 4) == decode(b"f1", GOOD_VALUE, missing, 3, 4)
+
+
+@pytest.mark.parametrize("name", [H_INDEX, H_COUNT])
+def test_null_index_or_count_is_malformed(name: str) -> None:
+    # A missing index/count means a single-event group; a present-but-null one is malformed.
     headers: list[tuple[str, bytes | None]] = [
         (k, None if k == name else v) for k, v in _event_headers()]
-    r = decode(b"f1", GOOD_VALUE, headers, 0, 0)  # type: ignore[arg-type]
+    r = decode(b"f1", GOOD_VALUE, headers, 0, 0)
     assert r.kind == "malformed"
+    assert name in r.problem
 
 
-@pytest.mark.xfail(strict=True, raises=RecursionError,
-                   reason="BUG: decode() lets json.loads' RecursionError escape on deeply "
-                          "nested JSON values")
-def test_decode_deeply_nested_json_is_malformed() -> None:
-    r = decode(b"f1", b"[" * 100_000, _event_headers(), 0, 0)
+@pytest.mark.parametrize("name", [H_TYPE, H_SUBJECT, H_COMMAND, H_TOKEN, H_VERSION])
+def test_null_required_header_is_malformed(name: str) -> None:
+    headers: list[tuple[str, bytes | None]] = [
+        (k, None if k == name else v) for k, v in _event_headers()]
+    r = decode(b"f1", GOOD_VALUE, headers, 0, 0)
     assert r.kind == "malformed"
+    assert r.problem
+
+
+def test_null_fence_token_is_malformed() -> None:
+    headers: list[tuple[str, bytes | None]] = [
+        (k, None if k == H_TOKEN else v) for k, v in fence_headers(source="s", subject="f1",
+                                                                    token=3)]
+    assert decode(b"f1", None, headers, 0, 0).kind == "malformed"
+
+
+@pytest.mark.parametrize("value", [b"[" * 100_000, b'{"a":' * 100_000, b"[" * 5_000 + b"]" * 5_000])
+def test_decode_deeply_nested_json_is_malformed(value: bytes) -> None:
+    r = decode(b"f1", value, _event_headers(), 0, 0)
+    assert r.kind == "malformed"
+    assert r.problem
+
+
+# --------------------------------------------------------------------------------------------
+# decode(): the partition check
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("partitions", [1, 3, 12])
+@pytest.mark.parametrize("key", ["f1", "folder-42", "kafka", "日本"])
+def test_record_on_its_keys_partition_is_read(key: str, partitions: int) -> None:
+    p = partition_for(key, partitions)
+    event = decode(key.encode(), GOOD_VALUE, _event_headers(subject=key), p, 9, partitions)
+    assert (event.kind, event.stream, event.partition) == ("event", key, p)
+    fence = decode(key.encode(), None, fence_headers(source="s", subject=key, token=2), p, 10,
+                   partitions)
+    assert (fence.kind, fence.token) == ("fence", 2)
+
+
+@pytest.mark.parametrize("partitions", [2, 3, 12])
+@pytest.mark.parametrize("key", ["f1", "folder-42", "kafka", "日本"])
+def test_record_on_another_partition_is_malformed(key: str, partitions: int) -> None:
+    p = (partition_for(key, partitions) + 1) % partitions
+    for value, headers in [(GOOD_VALUE, _event_headers(subject=key)),
+                           (None, fence_headers(source="s", subject=key, token=2))]:
+        r = decode(key.encode(), value, headers, p, 9, partitions)
+        # on another partition it belongs to no stream: discarded on its own
+        assert (r.kind, r.stream, r.partition, r.offset) == ("malformed", "", p, 9)
+        assert str(partition_for(key, partitions)) in r.problem
+
+
+def test_partition_is_not_checked_without_a_partition_count() -> None:
+    p = (partition_for("f1", 3) + 1) % 3
+    assert decode(b"f1", GOOD_VALUE, _event_headers(), p, 0).kind == "event"
+
+
+def test_keyless_record_with_a_partition_count_is_malformed() -> None:
+    r = decode(None, GOOD_VALUE, _event_headers(), 0, 0, 3)
+    assert (r.kind, r.stream, r.problem) == ("malformed", "", "record has no key")
