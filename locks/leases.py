@@ -18,13 +18,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from locks import scripts
 from locks.errors import LeaseBusy, LeaseError, LeaseLost, NotBootstrapped, NotReady, RedisUnavailable
+
+T = TypeVar("T")
 
 EPOCH_SHIFT = 32
 META_KEY = "fenced:meta"
@@ -65,6 +67,7 @@ class Leases:
     _waiters: dict[str, asyncio.Event] = field(default_factory=dict, repr=False)
     _seq: itertools.count[int] = field(default_factory=itertools.count, repr=False)
     _pubsub_task: asyncio.Task[None] | None = field(default=None, repr=False)
+    _inflight: set[asyncio.Task[Any]] = field(default_factory=set, repr=False)
 
     def __post_init__(self) -> None:
         r = self.redis
@@ -82,11 +85,12 @@ class Leases:
             await asyncio.wait_for(self._subscribed.wait(), 5)
 
     async def stop(self) -> None:
+        """Stop listening for wake-ups and let requests already sent finish (at most 5 s)."""
         if self._pubsub_task is not None:
-            self._pubsub_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pubsub_task
-            self._pubsub_task = None
+            task, self._pubsub_task = self._pubsub_task, None
+            await cancel_and_wait(task)
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=5)
 
     async def __aenter__(self) -> Leases:
         await self.start()
@@ -132,9 +136,24 @@ class Leases:
 
     # -- acquire / release ---------------------------------------------------------------
 
-    async def _call(self, awaitable: Awaitable[Any], stream: str) -> Any:
+    def _send(self, awaitable: Awaitable[T]) -> asyncio.Task[T]:
+        """Run one Redis request as its own task, so that cancelling the caller neither aborts
+        a request already sent (its outcome stays knowable) nor is swallowed: on Python 3.11,
+        redis-py's ``asyncio.wait_for`` around the socket write can return normally from a
+        cancelled request, losing the caller's cancellation."""
+        task = asyncio.ensure_future(awaitable)
+        self._inflight.add(task)
+        task.add_done_callback(self._sent)
+        return task
+
+    def _sent(self, task: asyncio.Task[Any]) -> None:
+        self._inflight.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: a caller that was cancelled no longer awaits it
+
+    async def _call(self, awaitable: Awaitable[T], stream: str) -> T:
         try:
-            return await awaitable
+            return await asyncio.shield(self._send(awaitable))
         except (RedisError, OSError) as e:
             raise RedisUnavailable(f"redis: {e}", stream=stream) from e
 
@@ -152,13 +171,14 @@ class Leases:
         try:
             while True:
                 wake.clear()
+                call = self._send(self._acquire(keys=keys, args=args))
                 try:
-                    res = await self._acquire(keys=keys, args=args)
+                    res = await asyncio.shield(call)
                 except (RedisError, OSError) as e:
                     raise RedisUnavailable(f"redis: {e}", stream=stream) from e
                 except asyncio.CancelledError:
-                    # the script may have granted the lease: give it back, dirty (unused)
-                    await asyncio.shield(self._release_owner(stream, owner))
+                    # the script runs on and may grant the lease: then give it back, dirty
+                    await asyncio.shield(self._send(self._give_back(stream, owner, call)))
                     raise
                 status = int(res[0])
                 if status == 1:
@@ -176,24 +196,25 @@ class Leases:
                 if lease_ms > 0:
                     wait = min(wait, lease_ms / 1000 + 0.001)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # not wait_for: on 3.11 it can swallow a cancel
+                        await wake.wait()
         finally:
             self._waiters.pop(waiter, None)
             if not granted:
-                with contextlib.suppress(LeaseError, RedisError, OSError):
-                    await asyncio.shield(self._leave(keys=[f"{k}:q", f"{k}:w:{waiter}"],
-                                                     args=[waiter, WAKE_PREFIX]))
+                with contextlib.suppress(RedisError, OSError):
+                    await asyncio.shield(self._send(self._leave(keys=[f"{k}:q", f"{k}:w:{waiter}"],
+                                                                args=[waiter, WAKE_PREFIX])))
 
-    async def _release_owner(self, stream: str, owner: str) -> None:
-        """Release a lease we may hold without knowing its token (cancelled acquire)."""
+    async def _give_back(self, stream: str, owner: str, call: asyncio.Task[Any]) -> None:
+        """An acquire was cancelled while its script call was in flight: if the call granted
+        the lease, release it dirty. Not clean: the grant consumed the 'open' marker of a
+        holder that may not have released cleanly, and only the next holder can fence now."""
         k = stream_key(stream)
         with contextlib.suppress(RedisError, OSError):
-            raw = await self.redis.get(f"{k}:lease")
-            text = raw.decode() if isinstance(raw, bytes) else (raw or "")
-            parts = text.split(" ") if text else []
-            if parts and parts[0] == owner:
+            res = await call
+            if int(res[0]) == 1:
                 await self._release(keys=[f"{k}:lease", f"{k}:open", f"{k}:q"],
-                                    args=[owner, parts[1], 0, WAKE_PREFIX])
+                                    args=[owner, int(res[1]), 0, WAKE_PREFIX])
 
     async def release(self, lease: Lease, *, clean: bool) -> bool:
         """Give the lease back. Clean: the holder's outcome is settled. Returns False if
@@ -230,8 +251,18 @@ class Leases:
             await held.finish()
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` and wait until it is done. Our own cancellation still propagates
+    (``suppress(CancelledError)`` around ``await task`` would swallow it)."""
+    task.cancel()
+    await asyncio.wait([task])
+
+
 class Held:
-    """A lease being held: renews itself until released; tracks whether it was lost."""
+    """A lease being held: renews itself until released; tracks whether it was lost.
+
+    ``released`` turns True only once Redis has answered the release (or the lease was given
+    up by another call, such as the writer's write-through)."""
 
     def __init__(self, leases: Leases, lease: Lease) -> None:
         self.leases = leases
@@ -240,6 +271,7 @@ class Held:
         self.lost = False
         self.released = False
         self._renewer: asyncio.Task[None] | None = None
+        self._releasing: asyncio.Task[bool] | None = None
 
     def settled(self) -> None:
         """Mark the outcome as settled: the release will be clean."""
@@ -261,14 +293,27 @@ class Held:
 
     async def stop_renewing(self) -> None:
         if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
-            self._renewer = None
+            renewer, self._renewer = self._renewer, None
+            await cancel_and_wait(renewer)
 
     async def finish(self) -> None:
-        await self.stop_renewing()
-        if not self.released:
-            with contextlib.suppress(LeaseError):
-                await asyncio.shield(self.leases.release(self.lease, clean=self.clean and not self.lost))
-                self.released = True
+        """Stop renewing and release: clean if settled and not lost. If this is cancelled, the
+        release already sent still completes, ``released`` stays False, and a later
+        ``finish()`` waits for that same release."""
+        renewer, self._renewer = self._renewer, None
+        if renewer is not None:
+            renewer.cancel()  # waited for below: a cancel while waiting must not skip the release
+        try:
+            if not self.released:
+                if self._releasing is None:
+                    self._releasing = self.leases._send(
+                        self.leases.release(self.lease, clean=self.clean and not self.lost))
+                try:
+                    await asyncio.shield(self._releasing)
+                except LeaseError:
+                    self._releasing = None  # Redis unavailable: the lease lapses; a retry may release it
+                else:
+                    self.released = True
+        finally:
+            if renewer is not None:
+                await asyncio.wait([renewer])

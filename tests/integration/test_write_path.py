@@ -10,8 +10,8 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from service.demo import history_problems, race
 from devstack.stack import Stack, post_body
+from service.demo import history_problems, race
 
 pytestmark = pytest.mark.integration
 

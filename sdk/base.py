@@ -1,0 +1,48 @@
+"""What the sync and async clients share: their replicas, retry policy, clock and randomness."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+
+from sdk.protocol import Call
+from sdk.retry import Attempts, RetryPolicy
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+USER_AGENT = "fenced-sdk/0.1"
+FOLDERS = "folders"
+
+
+class BaseClient:
+    """Holds the API replicas' base URLs and the retry policy.
+
+    With several base URLs (API replicas without a load balancer in front), calls go to one
+    replica until an attempt on it fails without a definite answer (no answer, 503, a
+    gateway's 502/504); the retry then goes to the next one, with the same Idempotency-Key.
+    """
+
+    def __init__(self, base_url: str | Sequence[str], *, deadline: float, attempt_timeout: float,
+                 backoff_base: float, backoff_cap: float, clock: Callable[[], float] | None,
+                 rng: random.Random | None) -> None:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("at least one base URL is needed")
+        self.base_urls: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        self.policy = RetryPolicy(deadline, attempt_timeout, backoff_base, backoff_cap)
+        self._clock = clock or time.monotonic
+        self._rng = rng or random.Random()
+        self._replica = 0
+
+    def _attempts(self, call: Call) -> Attempts:
+        return Attempts(self.policy, self._clock, self._rng, idempotency_key=call.idempotency_key)
+
+    def _url(self, call: Call) -> str:
+        return self.base_urls[self._replica % len(self.base_urls)] + call.path
+
+    def _next_replica(self) -> None:
+        self._replica = (self._replica + 1) % len(self.base_urls)
+
+    def __repr__(self) -> str:
+        urls = ", ".join(self.base_urls)
+        return f"{type(self).__name__}([{urls}], deadline={self.policy.deadline})"
