@@ -64,7 +64,7 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:{cport}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{cport}
+advertised.listeners=PLAINTEXT://127.0.0.1:{aport},CONTROLLER://127.0.0.1:{cport}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -116,11 +116,13 @@ class KafkaBroker:
     controller_port: int = 9093
     heap: str = "512m"
     jars: Path = DEFAULT_CACHE
+    advertised_port: int | None = None
+    """Advertise another port (a proxy in front of the broker) to clients."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port or self.port}"
 
     @property
     def data_dir(self) -> Path:
@@ -164,7 +166,8 @@ class KafkaBroker:
         self.root.mkdir(parents=True, exist_ok=True)
         props = self.root / "server.properties"
         props.write_text(SERVER_PROPERTIES.format(
-            port=self.port, cport=self.controller_port, data=self.data_dir))
+            port=self.port, aport=self.advertised_port or self.port, cport=self.controller_port,
+            data=self.data_dir))
         self._format(props)
         log = self.log_file.open("ab")
         self.proc = subprocess.Popen(

@@ -280,14 +280,15 @@ WRITE_THROUGH = """
 -- KEYS: 1 lease, 2 open, 3 proj, 4 ev, 5 answer, 6 q, 7 meta
 -- ARGV: 1 owner, 2 token, 3 version read, 4 last offset, 5 new version, 6 state JSON,
 --       7 answer JSON, 8 answer TTL s, 9 wake channel prefix, then (version, event JSON) pairs
--- Returns 1 done, 0 the lease is not ours any more, -1 the projection moved elsewhere.
+-- Returns 1 done, 0 the lease is not ours any more, -1 the projection moved (the caller then
+-- waits for the projector's verdict instead).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return 0 end
 local cur = redis.call('HGET', KEYS[3], 'version') or '0'
 if cur == ARGV[3] then
   local epoch = redis.call('HGET', KEYS[7], 'epoch')
   redis.call('HSET', KEYS[3], 'epoch', epoch, 'offset', ARGV[4], 'version', ARGV[5], 'data', ARGV[6])
   for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-elseif cur ~= ARGV[5] then
+else
   return -1
 end
 redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])

@@ -21,8 +21,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
 
-from locks import Leases
+from locks import LeaseError, Leases
 from service import domain
 from service.domain import Decider
 from service.epochs import Epochs
@@ -123,26 +124,45 @@ class Projector:
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()
         last_commit = time.monotonic()
+        recovering = False
         try:
             while not stop.is_set():
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
                 try:
-                    if not batch and await self.leases.epoch() != self.epoch:
-                        raise EpochChanged("the epoch moved while idle")
-                    if batch:
-                        await self.apply(batch)
-                    await self._check_caught_up()
-                except EpochChanged:
-                    await self._restart_epoch()
-                except Regressed as e:
-                    log.warning("%s: redis lost recent writes; re-reading from what it kept", e)
-                    await self.position(list(self.consumer.assignment()))
+                    if recovering:
+                        await self._recover()
+                        recovering = False
+                    await self._step()
+                except (RedisError, OSError, KafkaError, LeaseError) as e:
+                    # positions are unknown after a failed write: re-read them from Redis
+                    log.warning("projector: %s; retrying", e)
+                    recovering = True
+                    await asyncio.sleep(0.5)
                 if time.monotonic() - last_commit > 5:
                     with contextlib.suppress(KafkaError):
                         await self.consumer.commit()
                     last_commit = time.monotonic()
         finally:
             await self.stop()
+
+    async def _step(self) -> None:
+        batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
+        try:
+            if not batch and await self.leases.epoch() != self.epoch:
+                raise EpochChanged("the epoch moved while idle")
+            if batch:
+                await self.apply(batch)
+            await self._check_caught_up()
+        except EpochChanged:
+            await self._restart_epoch()
+        except Regressed as e:
+            log.warning("%s: redis lost recent writes; re-reading from what it kept", e)
+            await self.position(list(self.consumer.assignment()))
+
+    async def _recover(self) -> None:
+        if await self.leases.epoch() != self.epoch:
+            await self._restart_epoch()
+        else:
+            await self.position(list(self.consumer.assignment()))
 
     async def _restart_epoch(self) -> None:
         self.epoch = await self.epochs.current()

@@ -32,7 +32,8 @@ class TopicReplay:
         for v in self.verdicts:
             if v.accepted:
                 out.setdefault(v.stream, []).extend(
-                    {"version": e.version, "type": e.type, "data": dict(e.data), "offset": e.offset,
+                    {"version": e.version, "type": e.type, "data": dict(e.data), "partition": e.partition,
+                     "offset": e.offset,
                      "token": e.token, "command": e.command} for e in v.events)
         return out
 

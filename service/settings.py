@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="Log level of the service and the projector.")
     fault_injection: bool = Field(False, description=(
         "Honour the X-Fenced-Fault request header (tests and `fenced chaos` only; never in production)."))
+    unsafe_ack_on_append: bool = Field(False, description=(
+        "Deliberately broken writer for the chaos checker's self-test: answer 201 as soon as Kafka "
+        "acknowledges, without a verdict. Needs FENCED_FAULT_INJECTION=true. Never in production."))
 
     @property
     def types(self) -> tuple[str, ...]:

@@ -179,6 +179,11 @@ class Writer:
             await self._save_error(req, err)
             held.settled()
             raise
+        if not events:  # the decider accepts the command but has nothing to record
+            held.settled()
+            body = self._body(req, state.version, [])
+            await self._save_ok(req, body)
+            return body
         records = [
             (encode_value(e.data),
              event_headers(source=self.settings.source, subject=req.resource_id, event_type=e.type,
@@ -193,10 +198,13 @@ class Writer:
         except AppendOutcomeUnknown:
             self.counters["outcome_unknown"] += 1
             return await self._after_append(self._resolve_unknown(decider, req, topic, deadline))
+        if self.settings.unsafe_ack_on_append and self.settings.fault_injection:
+            held.settled()  # deliberately wrong: "sent" is not "accepted"
+            return self._body(req, state.version + len(events), self._event_refs(records, appended, state.version + 1))
         if self.settings.ack_mode == "leased":
-            body = await self._after_append(self._leased_confirm(decider, req, held, state, appended, records))
-            if body is not None:
-                return body
+            leased = await self._after_append(self._leased_confirm(decider, req, held, state, appended, records))
+            if leased is not None:
+                return leased
         return await self._after_append(self._verified_confirm(decider, req, held, topic, appended, deadline))
 
     async def _after_append(self, confirm: Awaitable[T]) -> T:

@@ -1,0 +1,336 @@
+"""The chaos runner: a private stack, concurrent clients, a seeded fault schedule, a check.
+
+Topology: clients -> 2 API replicas -> (TCP proxy) -> Kafka broker, and -> (TCP proxy) ->
+Redis primary with a replica (for the failover fault). The projector reads through the
+same proxies. Faults are injected one at a time, each healed before the next; a quiet
+phase ends the run, then the checker replays the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import signal
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+
+from devstack import KafkaBroker, RedisServer
+from devstack.proc import free_port
+from devstack.stack import Stack
+from service.chaos.checker import CheckResult, check, read_records
+from service.chaos.history import FaultEvent, History, Op, classify
+from service.chaos.proxy import Proxy
+from service.projection import applied_key
+
+FAULTS = ("pause", "zombie", "kill-writer", "kafka-kill", "kafka-restart", "redis-wipe", "redis-failover",
+          "projector-kill", "slow", "reset")
+
+
+@dataclass
+class ChaosConfig:
+    duration: float = 60.0
+    seed: int = 1
+    faults: tuple[str, ...] = FAULTS
+    ack_mode: str = "verified"
+    folders: int = 60
+    hot: int = 3
+    clients: int = 12
+    quiet: float = 8.0
+    lease_ttl_ms: int = 1500
+    unsafe_ack_on_append: bool = False
+    root: Path | None = None
+
+
+@dataclass
+class ChaosRun:
+    config: ChaosConfig
+    history: History
+    result: CheckResult
+    records: Any = None
+    fault_counts: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Cluster:
+    """The stack under test, with handles to hurt it."""
+
+    def __init__(self, cfg: ChaosConfig, root: Path) -> None:
+        self.cfg = cfg
+        self.root = root
+        self.kafka_port, self.kafka_proxy_port = free_port(), free_port()
+        self.kafka = KafkaBroker(root / "kafka", port=self.kafka_port, controller_port=free_port(),
+                                 advertised_port=self.kafka_proxy_port)
+        self.kafka_proxy = Proxy(self.kafka_proxy_port, self.kafka_port)
+        ports = free_port(), free_port()
+        self.primary = RedisServer(root / "redis-a", port=ports[0], appendfsync="always")
+        self.replica = RedisServer(root / "redis-b", port=ports[1], replicaof=ports[0])
+        self.redis_proxy_port = free_port()
+        self.redis_proxy = Proxy(self.redis_proxy_port, ports[0])
+        env = {"FENCED_KAFKA_BOOTSTRAP": f"127.0.0.1:{self.kafka_proxy_port}",
+               "FENCED_REDIS_URL": f"redis://127.0.0.1:{self.redis_proxy_port}/0",
+               "FENCED_LEASE_TTL_MS": str(cfg.lease_ttl_ms), "FENCED_REQUEST_DEADLINE_MS": "8000",
+               "FENCED_UNSAFE_ACK_ON_APPEND": "true" if cfg.unsafe_ack_on_append else "false",
+               "FENCED_PROJECTOR_GROUP": "chaos-projector"}
+        self.stack = Stack(root / "stack", self.kafka, self.primary, ack_mode=cfg.ack_mode, extra_env=env)
+        self.ports: dict[str, int] = {}
+
+    def start(self) -> None:
+        self.kafka_proxy.start()
+        self.kafka.start()
+        self.primary.start()
+        self.replica.start()
+        self.redis_proxy.start()
+        self.stack.start()
+        for i, url in enumerate(self.stack.urls):
+            self.ports[f"api-{i}"] = int(url.rsplit(":", 1)[1])
+
+    def stop(self) -> None:
+        for step in (self.stack.stop, self.redis_proxy.stop, self.replica.stop, self.primary.stop,
+                     self.kafka.stop, self.kafka_proxy.stop):
+            with contextlib.suppress(Exception):
+                step()
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.primary.port}/0"
+
+    def restart_api(self, name: str) -> None:
+        self.stack.services.start_api(name, self.ports[name])
+
+    def redis_wipe(self) -> None:
+        self.primary.restart_empty()
+
+    def redis_failover(self) -> None:
+        """Promote a replica that missed the last second of writes, behind the same address."""
+        old, new = self.primary, self.replica
+        assert new.proc is not None
+        new.proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)  # writes the replica will never see
+        old.kill()
+        new.proc.send_signal(signal.SIGCONT)
+        import redis as syncredis
+        client = syncredis.Redis(port=new.port)
+        for _ in range(50):
+            try:
+                client.replicaof("NO", "ONE")
+                break
+            except syncredis.RedisError:
+                time.sleep(0.1)
+        client.close()
+        self.redis_proxy.retarget(new.port)
+        shutil.rmtree(old.root, ignore_errors=True)
+        self.primary, self.replica = new, RedisServer(old.root, port=old.port, replicaof=new.port)
+        self.replica.start()
+
+
+async def _client(cfg: ChaosConfig, cluster: Cluster, history: History, rng: random.Random,
+                  stop: asyncio.Event, state: dict[str, str], http: httpx.AsyncClient) -> None:
+    while not stop.is_set():
+        f = f"hot-{rng.randrange(cfg.hot)}" if rng.random() < 0.5 else f"f-{rng.randrange(cfg.folders)}"
+        known = state.get(f, "new")
+        if known == "new":
+            name, data = "Create", {"name": f}
+        elif rng.random() < 0.03 and not f.startswith("hot-"):
+            name, data = "Destroy", {}
+        else:
+            name, data = "Update", {"name": uuid.uuid4().hex[:6]}
+        await send(cluster, history, rng, f, name, data, state, http)
+
+
+async def send(cluster: Cluster, history: History, rng: random.Random, folder: str, name: str,
+               data: dict[str, Any], state: dict[str, str], http: httpx.AsyncClient, *,
+               replica: int | None = None, zombie: bool = False) -> Op:
+    urls = cluster.stack.urls
+    url = urls[replica if replica is not None else rng.randrange(len(urls))]
+    op = Op(len(history.ops), folder, name, uuid.uuid4().hex, time.monotonic() - history.t0, zombie=zombie)
+    history.ops.append(op)
+    headers = {"Idempotency-Key": op.key}
+    if zombie:
+        headers["X-Fenced-Fault"] = "pause-before-append"
+    status: int | None = None
+    body: dict[str, Any] | None = None
+    try:
+        r = await http.post(f"{url}/v1/folders/{folder}/commands", json={"name": name, "data": data},
+                            headers=headers)
+        status = r.status_code
+        body = r.json()
+    except (httpx.HTTPError, ValueError) as e:
+        op.detail = type(e).__name__
+    op.complete = time.monotonic() - history.t0
+    op.status = status
+    op.outcome = classify(status, body)
+    if status == 201 and body is not None:
+        op.version = body["version"]
+        op.offsets = [e["offset"] for e in body["events"]]
+        state[folder] = "destroyed" if name == "Destroy" else "exists"
+    elif status == 409 and name == "Create":
+        state[folder] = "exists"
+    elif status == 410:
+        state[folder] = "destroyed"
+    elif body is not None:
+        op.detail = str(body.get("detail", ""))[:200]
+    return op
+
+
+async def inject(kind: str, cluster: Cluster, history: History, rng: random.Random,
+                 state: dict[str, str], http: httpx.AsyncClient) -> None:
+    services = cluster.stack.services
+    ttl = cluster.cfg.lease_ttl_ms / 1000
+    ev = FaultEvent(kind, time.monotonic() - history.t0)
+    history.faults.append(ev)
+    if kind == "pause":
+        name = f"api-{rng.randrange(2)}"
+        services.signal(name, signal.SIGSTOP)
+        await asyncio.sleep(ttl + 1)
+        services.signal(name, signal.SIGCONT)
+        ev.detail = name
+    elif kind == "zombie":
+        i = rng.randrange(2)
+        folder = f"zombie-{uuid.uuid4().hex[:6]}"
+        await send(cluster, history, rng, folder, "Create", {"name": "z"}, state, http, replica=1 - i)
+        task = asyncio.create_task(send(cluster, history, rng, folder, "Update", {"name": "late"}, state, http,
+                                        replica=i, zombie=True))
+        key = history.ops[-1].key
+        r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
+        try:
+            for _ in range(200):
+                with contextlib.suppress(Exception):
+                    if await r.get(f"fenced:fault:{key}"):
+                        break
+                await asyncio.sleep(0.02)
+        finally:
+            await r.aclose()
+        services.signal(f"api-{i}", signal.SIGSTOP)
+        await asyncio.sleep(ttl + 0.7)
+        # the other replica takes over: it fences, then refuses (409); the zombie's append lands after
+        await send(cluster, history, rng, folder, "Create", {"name": "again"}, state, http, replica=1 - i)
+        services.signal(f"api-{i}", signal.SIGCONT)
+        await task
+        ev.detail = f"api-{i} on {folder}"
+    elif kind == "kill-writer":
+        name = f"api-{rng.randrange(2)}"
+        await asyncio.sleep(rng.random())
+        services.kill(name)
+        await asyncio.sleep(1)
+        await asyncio.to_thread(cluster.restart_api, name)
+        ev.detail = name
+    elif kind == "kafka-kill":
+        await asyncio.to_thread(cluster.kafka.restart, hard=True)
+    elif kind == "kafka-restart":
+        await asyncio.to_thread(cluster.kafka.restart)
+    elif kind == "redis-wipe":
+        await asyncio.to_thread(cluster.redis_wipe)
+    elif kind == "redis-failover":
+        await asyncio.to_thread(cluster.redis_failover)
+    elif kind == "projector-kill":
+        services.kill("projector")
+        await asyncio.sleep(1)
+        services.start_projector()
+    elif kind == "slow":
+        proxy = rng.choice([cluster.kafka_proxy, cluster.redis_proxy])
+        proxy.slow(rng.choice([0.05, 0.2]))
+        await asyncio.sleep(3)
+        proxy.slow(0)
+    elif kind == "reset":
+        cluster.kafka_proxy.reset(refuse_s=1)
+        cluster.redis_proxy.reset(refuse_s=1)
+        await asyncio.sleep(1)
+    else:
+        raise ValueError(f"unknown fault {kind!r}: choose from {', '.join(FAULTS)}")
+    ev.end = time.monotonic() - history.t0
+
+
+def schedule(cfg: ChaosConfig) -> list[str]:
+    rng = random.Random(cfg.seed)
+    kinds = list(cfg.faults)
+    rng.shuffle(kinds)
+    return kinds
+
+
+async def _wait_caught_up(cluster: Cluster, timeout: float = 90) -> None:
+    """Wait until the projector applied every record of the topic (or give up at the timeout)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    topic = cluster.stack.settings.topic("folders")
+    consumer = AIOKafkaConsumer(bootstrap_servers=cluster.kafka.bootstrap)
+    await consumer.start()
+    r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
+    try:
+        tps = [TopicPartition(topic, p) for p in range(cluster.stack.settings.partitions)]
+        ends = await consumer.end_offsets(tps)
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            applied = {int(k): int(v) for k, v in (await r.hgetall(applied_key(topic))).items()}
+            if all(applied.get(tp.partition, -1) >= ends[tp] - 1 for tp in tps):
+                return
+            await asyncio.sleep(0.3)
+    finally:
+        await consumer.stop()
+        await r.aclose()
+
+
+async def _projection(cluster: Cluster) -> dict[str, tuple[int, int]]:
+    from service.rule import StreamState
+    r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        async for key in r.scan_iter(match="fenced:{folders:*}:proj", count=1000):
+            data = await r.hget(key, "data")
+            if data is not None:
+                st = StreamState.from_json(data)
+                out[key.decode()[len("fenced:{"):-len("}:proj")]] = (st.version, st.max_token)
+    finally:
+        await r.aclose()
+    return out
+
+
+async def _drive(cfg: ChaosConfig, cluster: Cluster, history: History) -> dict[str, float]:
+    rng = random.Random(cfg.seed)
+    stop = asyncio.Event()
+    state: dict[str, str] = {}
+    limits = httpx.Limits(max_connections=64)
+    async with httpx.AsyncClient(timeout=20, limits=limits) as http:
+        clients = [asyncio.create_task(_client(cfg, cluster, history, random.Random(cfg.seed * 1000 + i), stop,
+                                               state, http)) for i in range(cfg.clients)]
+        kinds = schedule(cfg)
+        fault_phase = max(cfg.duration - cfg.quiet, 1)
+        gap = fault_phase / max(len(kinds), 1)
+        for kind in kinds:
+            started = time.monotonic()
+            await inject(kind, cluster, history, rng, state, http)
+            await asyncio.sleep(max(gap - (time.monotonic() - started), 0.5))
+        await asyncio.sleep(cfg.quiet)
+        stop.set()
+        await asyncio.gather(*clients)
+    return {}
+
+
+def run(cfg: ChaosConfig) -> ChaosRun:
+    root = cfg.root or Path(tempfile.mkdtemp(prefix="fenced-chaos-"))
+    cluster = Cluster(cfg, root)
+    history = History(t0=time.monotonic())
+    try:
+        cluster.start()
+        history.t0 = time.monotonic()
+        asyncio.run(_drive(cfg, cluster, history))
+        asyncio.run(_wait_caught_up(cluster))
+        projection = asyncio.run(_projection(cluster))
+        topic = cluster.stack.settings.topic("folders")
+        parts = cluster.stack.settings.partitions
+        records_a = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=False))
+        records_b = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=True))
+    finally:
+        cluster.stop()
+    result = check(history, records_a, records_b, topic, projection)
+    counts: dict[str, int] = {}
+    for f in history.faults:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return ChaosRun(cfg, history, result, (records_a, records_b, topic), counts)
