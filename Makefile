@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 
-.PHONY: up down status test unit lint venv demo verify clean
+.PHONY: up down status test unit lint venv demo verify clean load chaos bench
 
 venv: $(VENV)/.installed
 
@@ -38,3 +38,16 @@ verify: venv
 
 clean: down
 	rm -rf .run
+
+# locust, headless, for a fixed time against the stack of `make up` (SCENARIO=uniform|hot|race|mixed|all)
+SCENARIO ?= uniform
+SECONDS_ ?= 30
+load: venv
+	$(PY) -m loadtests.run --scenario $(SCENARIO) --seconds $(SECONDS_) --users 32 --host http://127.0.0.1:8000
+
+# a fault-injection run on a private stack (see docs/chaos.md); DURATION=120 SEED=1 MODE=verified
+DURATION ?= 120
+SEED ?= 1
+MODE ?= verified
+chaos: venv
+	$(PY) -m service.cli chaos --duration $(DURATION) --seed $(SEED) --mode $(MODE) --report out/chaos

@@ -29,6 +29,9 @@ class BaseClient:
         if not urls:
             raise ValueError("at least one base URL is needed")
         self.base_urls: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        for url in self.base_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base URL {url!r} must start with http:// or https://")
         self.policy = RetryPolicy(deadline, attempt_timeout, backoff_base, backoff_cap)
         self._clock = clock or time.monotonic
         self._rng = rng or random.Random()

@@ -132,6 +132,13 @@ class AcceptedEvents:
         await consumer.start()
         self._consumer = consumer
         try:
+            cluster = await consumer._client.fetch_all_metadata()  # as service.replay does: one fresh look
+            found = cluster.partitions_for_topic(self.topic)
+            if not found:
+                raise LookupError(f"topic {self.topic} does not exist")
+            if len(found) != self.partitions:
+                raise ValueError(f"topic {self.topic} has {len(found)} partitions, not {self.partitions}: "
+                                 "every record would read as malformed")
             if self.group_id is None:
                 tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
                 consumer.assign(tps)

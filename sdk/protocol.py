@@ -51,6 +51,8 @@ def new_idempotency_key() -> str:
 def _segment(value: str) -> str:
     if not value:
         raise ValueError("resource type and id must not be empty")
+    if value in (".", ".."):  # a literal dot segment would be removed from the path (RFC 3986 5.2.4)
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 

@@ -74,9 +74,9 @@ def _check(rt: RuntimeDep, resource_type: str, resource_id: str) -> domain.Decid
     decider = domain.get(resource_type)
     if decider is None or resource_type not in rt.settings.types:
         raise NotFound(f"unknown resource type {resource_type!r}")
-    if len(resource_id) > rt.settings.max_id_length or not ID_CHARS.match(resource_id):
+    if len(resource_id) > rt.settings.max_id_length or not ID_CHARS.match(resource_id) or not resource_id.strip("."):
         raise InvalidInput(f"resource id must be 1 to {rt.settings.max_id_length} characters of "
-                           "A-Z a-z 0-9 . _ ~ -")
+                           "A-Z a-z 0-9 . _ ~ -, and not only dots")
     return decider
 
 

@@ -29,6 +29,7 @@ from sdk import (
     NotFound,
     OutcomeUnknown,
 )
+from sdk.consumer import AcceptedEvents
 from sdk.errors import from_problem
 from sdk.protocol import retry_after
 from sdk.retry import Attempts, RetryPolicy
@@ -356,6 +357,16 @@ def test_get_reads_the_resource_and_its_etag() -> None:
     assert rec.requests[0].url.raw_path == b"/v1/folders/a%20b", "ids are quoted as one path segment"
 
 
+@pytest.mark.parametrize(("resource_id", "raw"), [("..", b"/v1/folders/%2E%2E"), (".", b"/v1/folders/%2E"),
+                                                  ("a/b", b"/v1/folders/a%2Fb"), ("..a", b"/v1/folders/..a")])
+def test_ids_are_one_path_segment_even_dot_segments(resource_id: str, raw: bytes) -> None:
+    """The API accepts the ids "." and ".."; sent literally, URL normalisation would drop them."""
+    rec = Recorder(created())
+    with client(rec, FakeTime()) as c:
+        c.create(resource_id, "n")
+    assert rec.requests[0].url.raw_path == raw + b"/commands"
+
+
 def test_a_201_with_an_unexpected_body_is_a_fenced_error() -> None:
     with client(Recorder(httpx.Response(201, json={"version": 1})), FakeTime()) as c, \
             pytest.raises(FencedError, match="unexpected answer shape"):
@@ -401,3 +412,17 @@ def test_client_repr_names_its_replicas() -> None:
     c = FencedClient(["http://a:1/", "http://b:2"], deadline=12)
     assert repr(c) == "FencedClient([http://a:1, http://b:2], deadline=12)"
     c.close()
+
+
+# --- the consumer helper's guards (its reading is tested on the real broker) ---------------------
+
+async def test_accepted_events_refuses_bad_arguments_and_use_before_start() -> None:
+    with pytest.raises(LookupError):
+        AcceptedEvents("127.0.0.1:1", "fenced.things", 4, decider="things")
+    with pytest.raises(ValueError):
+        AcceptedEvents("127.0.0.1:1", "fenced.folders", 0)
+    events = AcceptedEvents("127.0.0.1:1", "fenced.folders", 4)
+    assert dict(events.discards) == dict.fromkeys(("stale", "duplicate", "conflict", "invalid", "malformed"), 0)
+    assert repr(events).startswith("AcceptedEvents('fenced.folders', assigned, records=0")
+    with pytest.raises(RuntimeError, match="not started"):
+        await events.__anext__()

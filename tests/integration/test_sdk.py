@@ -1,0 +1,210 @@
+"""The SDK against the real stack: two API replicas, the projector, Kafka and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from devstack.proc import free_port
+from devstack.stack import Stack
+from sdk import (
+    AsyncFencedClient,
+    Conflict,
+    FencedClient,
+    Gone,
+    InvalidInput,
+    NotFound,
+)
+from sdk.consumer import AcceptedEvents, ConsumedEvent
+from service.rule import Verdict
+from service.wire import encode_value, event_headers, partition_for
+
+pytestmark = pytest.mark.integration
+
+
+def fid() -> str:
+    return f"sdk-{uuid.uuid4().hex[:10]}"
+
+
+def test_folder_lifecycle_with_the_sync_client(stack: Stack) -> None:
+    folder = fid()
+    with FencedClient(stack.urls) as c:
+        created = c.create(folder, "Inbox", parent_id="root")
+        assert created.version == 1
+        assert [e.type for e in created.events] == ["FolderCreated"]
+        assert created.events[0].partition == partition_for(folder, stack.settings.partitions)
+        updated = c.update(folder, "Archive", expected_version=1)
+        assert updated.version == 2
+        r = c.get("folders", folder)
+        assert (r.version, r.destroyed, r.state["name"], r.state["parent_id"], r.etag) == \
+            (2, False, "Archive", "root", '"2"')
+        assert c.destroy(folder, expected_version=2).version == 3
+        assert c.get("folders", folder).destroyed
+        with pytest.raises(Gone) as gone:
+            c.update(folder, "late")
+        assert gone.value.status == 410
+        assert not gone.value.retriable
+        assert [(e.version, e.type) for e in c.events("folders", folder)] == [
+            (1, "FolderCreated"), (2, "FolderUpdated"), (3, "FolderDestroyed")]
+
+
+def test_typed_errors(stack: Stack) -> None:
+    folder = fid()
+    with FencedClient(stack.urls[1]) as c:
+        with pytest.raises(NotFound):
+            c.get("folders", folder)
+        with pytest.raises(NotFound):
+            c.update(folder, "never created")
+        with pytest.raises(NotFound):
+            next(c.events("folders", folder))
+        with pytest.raises(NotFound):
+            c.send("no-such-type", folder, "Create", {"name": "x"})
+        with pytest.raises(InvalidInput) as empty:
+            c.create(folder, "   ")
+        assert empty.value.status == 422
+        with pytest.raises(InvalidInput):
+            c.send("folders", folder, "Rename", {"name": "x"})
+        with pytest.raises(InvalidInput):
+            c.send("folders", folder, "Create", {"name": "x"}, idempotency_key="not a valid key")
+        with pytest.raises(InvalidInput) as too_big:
+            c.create(folder, "x" * 70_000)
+        assert too_big.value.status == 413
+        c.create(folder, "Inbox")
+        with pytest.raises(Conflict) as exists:
+            c.create(folder, "Inbox again")
+        assert exists.value.current_version == 1
+        c.update(folder, "v2")
+        with pytest.raises(Conflict) as stale:
+            c.update(folder, "v3", expected_version=1)
+        assert stale.value.current_version == 2
+        assert c.get("folders", folder).version == 2, "refused commands append nothing"
+
+
+async def test_async_client_and_pagination(stack: Stack) -> None:
+    folder = fid()
+    async with AsyncFencedClient(stack.urls) as c:
+        await c.create(folder, "n0")
+        for i in range(1, 23):
+            assert (await c.update(folder, f"n{i}", expected_version=i)).version == i + 1
+        paged = [e async for e in c.events("folders", folder, page_size=5)]
+        whole = [e async for e in c.events("folders", folder, page_size=1000)]
+        assert paged == whole
+        assert [e.version for e in paged] == list(range(1, 24))
+        assert [e.data["name"] for e in paged] == [f"n{i}" for i in range(23)]
+        assert (await c.get("folders", folder)).state["name"] == "n22"
+        await c.destroy(folder)
+        with pytest.raises(Gone):
+            await c.destroy(folder)
+
+
+def test_same_idempotency_key_applies_once(stack: Stack) -> None:
+    """A retry with the same key, even through the other replica, returns the first result."""
+    folder = fid()
+    key = uuid.uuid4().hex
+    with FencedClient(stack.urls[0]) as a, FencedClient(stack.urls[1]) as b:
+        a.create(folder, "Inbox")
+        first = a.update(folder, "Renamed", idempotency_key=key)
+        again = b.update(folder, "Renamed", idempotency_key=key)
+        assert again == first
+        assert first.command_id == key
+        history = list(a.events("folders", folder))
+        assert [e.command for e in history].count(key) == 1
+        assert [e.version for e in history] == [1, 2]
+        with pytest.raises(InvalidInput, match="different request"):
+            b.update(folder, "Something else", idempotency_key=key)
+
+
+def test_retry_fails_over_from_a_dead_replica(stack: Stack) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    folder = fid()
+    with FencedClient([dead, stack.urls[0]], deadline=20) as c:
+        assert c.create(folder, "Inbox").version == 1
+        assert c.get("folders", folder).version == 1
+
+
+async def forge_stale_update(stack: Stack, folder: str, version: int) -> str:
+    """Append what a zombie writer would: the next version, with a token below the lease's."""
+    command = uuid.uuid4().hex
+    producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            stack.settings.topic("folders"), encode_value({"name": "zombie"}), key=folder.encode(),
+            partition=partition_for(folder, stack.settings.partitions),
+            headers=event_headers(source="/zombie", subject=folder, event_type="FolderUpdated", version=version,
+                                  token=1, command=command, index=0, count=1))
+    finally:
+        await producer.stop()
+    return command
+
+
+async def collect(events: AcceptedEvents, folder: str, last_version: int, timeout: float) -> list[ConsumedEvent]:
+    mine: list[ConsumedEvent] = []
+    async with asyncio.timeout(timeout):
+        async for e in events:
+            if e.resource_id == folder:
+                mine.append(e)
+                if e.version == last_version:
+                    break
+    return mine
+
+
+async def test_accepted_events_yields_exactly_the_accepted_history(stack: Stack) -> None:
+    folder = fid()
+    async with AsyncFencedClient(stack.urls) as c:
+        await c.create(folder, "Inbox")
+        await c.update(folder, "Work")
+        zombie = await forge_stale_update(stack, folder, version=3)
+        await c.update(folder, "Done", expected_version=2)
+        with pytest.raises(Conflict):
+            await c.update(folder, "refused", expected_version=2)
+        last = await c.destroy(folder)
+        assert last.version == 4
+        expected = [e async for e in c.events("folders", folder)]
+    assert zombie not in {e.command for e in expected}
+
+    discarded: list[Verdict] = []
+    topic = stack.settings.topic("folders")
+    async with AcceptedEvents(stack.kafka.bootstrap, topic, stack.settings.partitions,
+                              on_discard=discarded.append) as follower:
+        mine = await collect(follower, folder, last.version, timeout=120)
+        assert [(e.version, e.type, dict(e.data), e.partition, e.offset, e.command) for e in mine] == \
+            [(e.version, e.type, dict(e.data), e.partition, e.offset, e.command) for e in expected]
+        assert follower.discards["stale"] >= 1
+        assert any(v.command == zombie and v.reason == "stale" for v in discarded)
+        state = follower.state(folder)
+        assert state is not None and state.version == 4 and state.state["destroyed"]
+
+    async with AcceptedEvents(stack.kafka.bootstrap, topic, stack.settings.partitions,
+                              group_id=f"sdk-test-{uuid.uuid4().hex[:8]}", stop_at_end=True) as reader:
+        async with asyncio.timeout(120):
+            everything = [e async for e in reader]
+    assert [(e.version, e.offset, e.command) for e in everything if e.resource_id == folder] == \
+        [(e.version, e.offset, e.command) for e in expected]
+    assert zombie not in {e.command for e in everything}
+    assert reader.discards["stale"] >= 1
+
+    with pytest.raises(ValueError, match="partitions"):
+        async with AcceptedEvents(stack.kafka.bootstrap, topic, stack.settings.partitions + 1):
+            pass
+    with pytest.raises(LookupError):
+        async with AcceptedEvents(stack.kafka.bootstrap, topic + "-missing", stack.settings.partitions):
+            pass
+
+
+async def test_raw_http_and_sdk_agree_on_problem_fields(stack: Stack) -> None:
+    """The SDK reads current_version from the same problem+json a plain HTTP client sees."""
+    folder = fid()
+    async with AsyncFencedClient(stack.urls[0]) as c, httpx.AsyncClient(timeout=30) as raw:
+        await c.create(folder, "x")
+        r = await raw.post(f"{stack.urls[0]}/v1/folders/{folder}/commands",
+                           json={"name": "Update", "data": {"name": "y"}, "expected_version": 0})
+        assert r.status_code == 409
+        assert r.headers["content-type"].startswith("application/problem+json")
+        with pytest.raises(Conflict) as info:
+            await c.update(folder, "y", expected_version=0)
+        assert info.value.current_version == r.json()["current_version"] == 1
