@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import shutil
 import socket
@@ -85,6 +86,7 @@ log.flush.interval.messages=9223372036854775807
 async def _cluster_ready(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # "not ready yet" is expected here
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     try:
         await admin.start()

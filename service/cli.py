@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> None:
     ver.add_argument("--no-compare", action="store_true", help="do not read the projection")
     sub.add_parser("topics", help="create the topics (idempotent) and check partition counts")
     sub.add_parser("settings", help="print every setting as a Markdown table")
+    chaos = sub.add_parser("chaos", help="fault-injection run on a private stack; checks S1-S6")
+    chaos.add_argument("--duration", type=float, default=120)
+    chaos.add_argument("--seed", type=int, default=1)
+    chaos.add_argument("--faults", default="all", help="comma-separated fault kinds, or all")
+    chaos.add_argument("--mode", choices=["verified", "leased"], default="verified")
+    chaos.add_argument("--report", default="out/chaos", help="folder for report.json, summary.md, timeline.png")
     demo = sub.add_parser("demo", help="race Update against Destroy on fresh folders")
     demo.add_argument("--url", action="append", default=[], help="API base URL (repeat per replica)")
     demo.add_argument("--folders", type=int, default=200)
@@ -65,6 +71,15 @@ def main(argv: list[str] | None = None) -> None:
         print("topics ok")
     elif args.cmd == "settings":
         print(_settings_table())
+    elif args.cmd == "chaos":
+        from pathlib import Path
+
+        from service.chaos import report, runner
+        faults = runner.FAULTS if args.faults == "all" else tuple(args.faults.split(","))
+        cfg = runner.ChaosConfig(duration=args.duration, seed=args.seed, faults=faults, ack_mode=args.mode)
+        summary = report.write(runner.run(cfg), Path(args.report))
+        print(report.markdown(summary))
+        sys.exit(0 if summary["ok"] else 1)
     elif args.cmd == "demo":
         from service.demo import run_demo
         result = asyncio.run(run_demo(settings, args.url or ["http://127.0.0.1:8000"], args.folders))

@@ -48,6 +48,8 @@ class ChaosConfig:
     lease_ttl_ms: int = 1500
     unsafe_ack_on_append: bool = False
     root: Path | None = None
+    shuffle: bool = True
+    """Inject the faults in an order drawn from the seed (else in the order given)."""
 
 
 @dataclass
@@ -111,13 +113,22 @@ class Cluster:
 
     def redis_failover(self) -> None:
         """Promote a replica that missed the last second of writes, behind the same address."""
+        self.freeze_replica()
+        time.sleep(1.0)  # writes the replica will never see
+        self.promote_replica()
+
+    def freeze_replica(self) -> None:
+        assert self.replica.proc is not None
+        self.replica.proc.send_signal(signal.SIGSTOP)
+
+    def promote_replica(self) -> None:
+        """Kill the primary and promote the (frozen) replica: it lacks whatever it missed."""
+        import redis as syncredis
+
         old, new = self.primary, self.replica
         assert new.proc is not None
-        new.proc.send_signal(signal.SIGSTOP)
-        time.sleep(1.0)  # writes the replica will never see
         old.kill()
         new.proc.send_signal(signal.SIGCONT)
-        import redis as syncredis
         client = syncredis.Redis(port=new.port)
         for _ in range(50):
             try:
@@ -252,7 +263,8 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
 def schedule(cfg: ChaosConfig) -> list[str]:
     rng = random.Random(cfg.seed)
     kinds = list(cfg.faults)
-    rng.shuffle(kinds)
+    if cfg.shuffle:
+        rng.shuffle(kinds)
     return kinds
 
 

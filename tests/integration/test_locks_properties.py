@@ -6,8 +6,9 @@ and epochs, and checks a plain model after every step: one live holder per strea
 tokens strictly increasing per stream and above every floor raised, and ``takeover``
 reported exactly when the previous holder did not release cleanly.
 
-The rules are synchronous (hypothesis drives them); each machine owns an event loop and
-runs the coroutines on it.
+The rules are synchronous (hypothesis drives them): they run the coroutines on an event
+loop the test owns. The loop, the client and the lease managers are made once per test and
+the database is flushed per example, which keeps an example (and shrinking) cheap.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 import redis.asyncio as aioredis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -59,35 +60,24 @@ class StreamModel:
 
 
 class LeaseMachine(RuleBasedStateMachine):
-    url: ClassVar[str] = ""
+    loop: ClassVar[asyncio.AbstractEventLoop]
+    redis: ClassVar[aioredis.Redis]
+    replicas: ClassVar[list[Leases]]
 
     def __init__(self) -> None:
         super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.redis = aioredis.Redis.from_url(self.url)
-        self.replicas = [Leases(self.redis, ttl_ms=60_000, heartbeat_ms=1000) for _ in range(2)]
         self.model = {s: StreamModel() for s in STREAMS}
         self.handles: list[Handle] = []
         self.epoch = 1
 
-    def run(self, awaitable: Awaitable[T]) -> T:
-        return self.loop.run_until_complete(awaitable)
+    @classmethod
+    def run(cls, awaitable: Awaitable[T]) -> T:
+        return cls.loop.run_until_complete(awaitable)
 
     @initialize()
     def start(self) -> None:
         self.run(self.redis.flushdb())
-        for lm in self.replicas:
-            self.run(lm.start())
         assert self.run(self.replicas[0].set_epoch(self.epoch)) == self.epoch
-
-    def teardown(self) -> None:
-        try:
-            for lm in self.replicas:
-                self.run(lm.stop())
-            self.run(self.redis.aclose())
-            self.run(self.loop.shutdown_asyncgens())
-        finally:
-            self.loop.close()
 
     def _pick(self, index: int, *, live: bool = False) -> Handle:
         pool = [h for h in self.handles if not h.forgotten and (not live or self._is_current(h))]
@@ -194,25 +184,49 @@ class LeaseMachine(RuleBasedStateMachine):
 
     @invariant()
     def redis_agrees_with_the_model(self) -> None:
-        for stream, m in self.model.items():
-            k = stream_key(stream)
-            raw = self.run(self.redis.get(f"{k}:lease"))
+        async def read() -> list[Any]:
+            async with self.redis.pipeline(transaction=False) as p:
+                for stream in STREAMS:
+                    k = stream_key(stream)
+                    p.get(f"{k}:lease")
+                    p.exists(f"{k}:open")
+                    p.llen(f"{k}:q")
+                p.keys("fenced:*:w:*")
+                return await p.execute()
+
+        got = self.run(read())
+        for i, stream in enumerate(STREAMS):
+            m = self.model[stream]
+            lease_value, opened, queued = got[3 * i: 3 * i + 3]
             if m.current is None:
-                assert raw is None, f"{stream}: a lease nobody holds: {raw!r}"
+                assert lease_value is None, f"{stream}: a lease nobody holds: {lease_value!r}"
             else:
                 lease = m.current.lease
-                assert raw == f"{lease.owner} {lease.token}".encode(), "exactly the model's holder holds it"
-            opened = self.run(self.redis.exists(f"{k}:open"))
-            assert bool(opened) == (m.current is not None or not m.prev_clean)
-            assert self.run(self.redis.llen(f"{k}:q")) == 0, "a non-blocking acquirer left the queue"
+                assert lease_value == f"{lease.owner} {lease.token}".encode(), "only the model's holder holds it"
+            assert bool(opened) == (m.current is not None or not m.prev_clean), "the takeover marker"
+            assert queued == 0, "a non-blocking acquirer left the queue"
             assert m.tokens == sorted(set(m.tokens))
-        assert not self.run(self.redis.keys("fenced:*:w:*")), "no waiter heartbeat outlives its acquire"
+        assert not got[-1], "no waiter heartbeat outlives its acquire"
 
 
 def test_leases_state_machine(redis_server: RedisServer) -> None:
-    LeaseMachine.url = redis_server.url
-    run_state_machine_as_test(
-        LeaseMachine,
-        settings=settings(max_examples=50, stateful_step_count=30, deadline=None, database=None,
-                          suppress_health_check=[HealthCheck.too_slow]),
-    )
+    loop = asyncio.new_event_loop()
+    client = aioredis.Redis.from_url(redis_server.url)
+    replicas = [Leases(client, ttl_ms=60_000, heartbeat_ms=1000) for _ in range(2)]
+    LeaseMachine.loop, LeaseMachine.redis, LeaseMachine.replicas = loop, client, replicas
+    try:
+        for lm in replicas:
+            LeaseMachine.run(lm.start())
+        run_state_machine_as_test(LeaseMachine, settings=settings(
+            max_examples=50, stateful_step_count=30, deadline=None, database=None,
+            # no explain phase: its tracing makes a failing run take minutes
+            phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
+            suppress_health_check=[HealthCheck.too_slow]))
+    finally:
+        try:
+            for lm in replicas:
+                LeaseMachine.run(lm.stop())
+            LeaseMachine.run(client.aclose())
+            LeaseMachine.run(loop.shutdown_asyncgens())
+        finally:
+            loop.close()

@@ -1,0 +1,94 @@
+"""The fault-injection run (``fenced chaos``) and its checker, on the real stack.
+
+A short run injects every fault kind and must show zero violations of S1-S6. The checker
+itself is shown to catch deliberately broken variants, so a green run means something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import redis as syncredis
+
+from service.chaos.checker import PROPERTIES, check, read_records
+from service.chaos.history import History, Op, classify
+from service.chaos.report import write
+from service.chaos.runner import FAULTS, ChaosConfig, ChaosRun, Cluster, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def verified_run(workdir: Path) -> ChaosRun:
+    return run(ChaosConfig(duration=60, seed=7, root=workdir / "chaos-verified"))
+
+
+def test_short_run_injects_every_fault_and_violates_nothing(verified_run: ChaosRun, workdir: Path) -> None:
+    summary = write(verified_run, workdir / "chaos-report")
+    res = verified_run.result
+    assert res.counts() == dict.fromkeys(PROPERTIES, 0), summary["violation_examples"]
+    assert set(verified_run.fault_counts) == set(FAULTS)
+    assert summary["ops"]["ok"] > 100, summary["ops"]
+    assert res.zombie_appends >= 1 and res.zombie_discarded == res.zombie_appends
+    assert (workdir / "chaos-report" / "timeline.png").stat().st_size > 10_000
+
+
+def test_checker_catches_a_consumer_that_ignores_tokens(verified_run: ChaosRun) -> None:
+    """Replaying the same log with token checks switched off accepts the zombie's append."""
+    records_a, records_b, topic = verified_run.records
+    broken = check(verified_run.history, records_a, records_b, topic, ignore_tokens=True)
+    assert broken.counts()["S4"] >= 1, broken.counts()
+
+
+def test_checker_catches_a_writer_that_answers_before_the_verdict(workdir: Path) -> None:
+    """A writer that answers 201 when Kafka acknowledges, not when the rule accepts, tells the
+    zombie's client its discarded append succeeded: S1."""
+    broken = run(ChaosConfig(duration=12, seed=3, faults=("zombie",), unsafe_ack_on_append=True,
+                             root=workdir / "chaos-ack-on-append"))
+    assert broken.result.counts()["S1"] >= 1, broken.result.counts()
+
+
+def test_leased_mode_loses_acknowledged_writes_on_a_lossy_redis_failover(workdir: Path) -> None:
+    """design.md §4.5: `leased` trusts Redis. A failover to a replica that missed the last
+    write-through lets the next writer decide on an old version; its event conflicts in the
+    log, yet it was answered 201. The checker must report it (S1)."""
+    cluster = Cluster(ChaosConfig(ack_mode="leased"), workdir / "leased-failover")
+    history = History(t0=time.monotonic())
+    try:
+        cluster.start()
+        a, b = cluster.stack.urls
+
+        def send(url: str, name: str, data: dict[str, str]) -> Op:
+            op = Op(len(history.ops), "lost", name, f"k{len(history.ops)}", time.monotonic() - history.t0)
+            r = httpx.post(f"{url}/v1/folders/lost/commands", json={"name": name, "data": data},
+                           headers={"Idempotency-Key": op.key}, timeout=20)
+            op.complete, op.status = time.monotonic() - history.t0, r.status_code
+            op.outcome = classify(r.status_code, r.json())
+            op.version = r.json().get("version")
+            history.ops.append(op)
+            return op
+
+        assert send(a, "Create", {"name": "v1"}).status == 201
+        primary = syncredis.Redis(port=cluster.primary.port)
+        primary.wait(1, 2000)  # the replica has version 1
+        primary.close()
+        cluster.stack.services.signal("projector", signal.SIGSTOP)
+        cluster.freeze_replica()
+        assert send(a, "Update", {"name": "v2"}).status == 201  # written through to the primary only
+        cluster.promote_replica()
+        second = send(b, "Update", {"name": "v2-again"})
+        assert second.status == 201 and second.version == 2  # decided on the lost state
+        cluster.stack.services.signal("projector", signal.SIGCONT)
+        topic = cluster.stack.settings.topic("folders")
+        parts = cluster.stack.settings.partitions
+        records = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=False))
+    finally:
+        cluster.stop()
+    result = check(history, records, records, topic)
+    assert result.counts()["S1"] == 1, result.violations
+    assert "accepted 0 times" in result.violations["S1"][0]
