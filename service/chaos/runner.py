@@ -129,6 +129,7 @@ class Cluster:
         assert new.proc is not None
         old.kill()
         new.proc.send_signal(signal.SIGCONT)
+        new.replicaof = None  # it is the primary now, also when it restarts
         client = syncredis.Redis(port=new.port)
         for _ in range(50):
             try:
