@@ -160,10 +160,10 @@ async def _client(cfg: ChaosConfig, cluster: Cluster, history: History, rng: ran
 
 async def send(cluster: Cluster, history: History, rng: random.Random, folder: str, name: str,
                data: dict[str, Any], state: dict[str, str], http: httpx.AsyncClient, *,
-               replica: int | None = None, zombie: bool = False) -> Op:
+               replica: int | None = None, zombie: bool = False, key: str | None = None) -> Op:
     urls = cluster.stack.urls
     url = urls[replica if replica is not None else rng.randrange(len(urls))]
-    op = Op(len(history.ops), folder, name, uuid.uuid4().hex, time.monotonic() - history.t0, zombie=zombie)
+    op = Op(len(history.ops), folder, name, key or uuid.uuid4().hex, time.monotonic() - history.t0, zombie=zombie)
     history.ops.append(op)
     headers = {"Idempotency-Key": op.key}
     if zombie:
@@ -209,14 +209,15 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
         i = rng.randrange(2)
         folder = f"zombie-{uuid.uuid4().hex[:6]}"
         await send(cluster, history, rng, folder, "Create", {"name": "z"}, state, http, replica=1 - i)
+        key = uuid.uuid4().hex
         task = asyncio.create_task(send(cluster, history, rng, folder, "Update", {"name": "late"}, state, http,
-                                        replica=i, zombie=True))
-        key = history.ops[-1].key
+                                        replica=i, zombie=True, key=key))
         r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
         try:
-            for _ in range(200):
+            for _ in range(500):
                 with contextlib.suppress(Exception):
                     if await r.get(f"fenced:fault:{key}"):
+                        ev.detail = "paused before its append"
                         break
                 await asyncio.sleep(0.02)
         finally:
@@ -227,7 +228,7 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
         await send(cluster, history, rng, folder, "Create", {"name": "again"}, state, http, replica=1 - i)
         services.signal(f"api-{i}", signal.SIGCONT)
         await task
-        ev.detail = f"api-{i} on {folder}"
+        ev.detail = f"api-{i} on {folder}: {ev.detail or 'never reached the pause point'}"
     elif kind == "kill-writer":
         name = f"api-{rng.randrange(2)}"
         await asyncio.sleep(rng.random())
