@@ -39,6 +39,8 @@ class Proxy:
         asyncio.run_coroutine_threadsafe(_stop(), self._loop).result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
     def slow(self, delay_s: float) -> None:
         self.delay_s = delay_s

@@ -65,17 +65,22 @@ def test_leased_mode_loses_acknowledged_writes_on_a_lossy_redis_failover(workdir
 
         def send(url: str, name: str, data: dict[str, str]) -> Op:
             op = Op(len(history.ops), "lost", name, f"k{len(history.ops)}", time.monotonic() - history.t0)
-            r = httpx.post(f"{url}/v1/folders/lost/commands", json={"name": name, "data": data},
-                           headers={"Idempotency-Key": op.key}, timeout=20)
+            for _ in range(20):  # the failover resets connections: retry 503s with the same key
+                r = httpx.post(f"{url}/v1/folders/lost/commands", json={"name": name, "data": data},
+                               headers={"Idempotency-Key": op.key}, timeout=20)
+                if r.status_code != 503:
+                    break
+                time.sleep(0.3)
             op.complete, op.status = time.monotonic() - history.t0, r.status_code
             op.outcome = classify(r.status_code, r.json())
+            op.detail = str(r.json().get("detail", ""))
             op.version = r.json().get("version")
             history.ops.append(op)
             return op
 
         assert send(a, "Create", {"name": "v1"}).status == 201
         primary = syncredis.Redis(port=cluster.primary.port)
-        primary.wait(1, 2000)  # the replica has version 1
+        assert primary.wait(1, 5000) == 1  # the replica has version 1
         primary.close()
         cluster.stack.services.signal("projector", signal.SIGSTOP)
         cluster.freeze_replica()
