@@ -23,9 +23,9 @@ class Epochs:
         epoch = await self.leases.epoch()
         return epoch if epoch is not None else await self.bootstrap()
 
-    async def bootstrap(self) -> int:
-        """Redis has no epoch (new, or it lost its data): start a higher one from the log."""
+    async def bootstrap(self, reason: str = "redis had no token epoch") -> int:
+        """Start a higher epoch from the log (Redis is new or lost its data, or a rebuild)."""
         candidate = await self.appender.append_epoch(self.leases.replica)
         epoch = await self.leases.set_epoch(candidate)
-        log.warning("redis had no token epoch: epoch %d begins (from the log)", epoch)
+        log.warning("%s: epoch %d begins (from the log)", reason, epoch)
         return epoch

@@ -108,7 +108,7 @@ class Projector:
         await self.appender.start()
         self.epoch = await self.epochs.current()
         if self.rebuild:
-            self.epoch = await self.epochs.bootstrap()
+            self.epoch = await self.epochs.bootstrap("rebuild requested")
             log.warning("rebuilding the projection from offset 0 in epoch %d", self.epoch)
         await self.consumer.start()
         self.consumer.subscribe(list(self.types), listener=_Rebalance(self))

@@ -172,11 +172,11 @@ async def test_tokens_recover_their_floor_from_the_log(stack: Stack) -> None:
             resp = await client.post(f"{url}/v1/folders/{folder}/commands", json=post_body(name, {"name": "a"}))
             assert resp.status_code == 201
         ctr = f"fenced:{{folders:{folder}}}:ctr"
-        high = int(await r.get(ctr))
+        high = int(await r.get(ctr) or 0)
         await r.set(ctr, high - 2)  # Redis "forgot" two increments
         resp = await client.post(f"{url}/v1/folders/{folder}/commands", json=post_body("Update", {"name": "b"}))
     assert resp.status_code == 201 and resp.json()["version"] == 4, resp.text
-    assert int(await r.get(ctr)) > high
+    assert int(await r.get(ctr) or 0) > high
     await r.aclose()
     replay = await stack.replay()
     mine = [v for v in replay.verdicts if v.stream == folder]
@@ -188,6 +188,8 @@ def test_rebuild_and_verify_agree_with_the_log(stack: Stack) -> None:
     """`fenced projector --rebuild` replays from offset 0 into a new epoch; `fenced verify`
     then finds no difference between the replay and the projection."""
     env = {**os.environ, **stack.env}
+    created = httpx.post(f"{stack.urls[0]}/v1/folders/{fid()}/commands", json=post_body("Create", {"name": "r"}))
+    assert created.status_code == 201
     stack.services.stop("projector")
     try:
         rebuilt = subprocess.run([sys.executable, "-m", "service.cli", "projector", "--rebuild",
