@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 
 from service.domain import folders  # noqa: F401 - registers the reference type
@@ -75,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
         from pathlib import Path
 
         from service.chaos import report, runner
+        def interrupted(signum: int, frame: object) -> None:
+            raise KeyboardInterrupt  # so the runner's cleanup stops every server it started
+
+        signal.signal(signal.SIGTERM, interrupted)
         faults = runner.FAULTS if args.faults == "all" else tuple(args.faults.split(","))
         cfg = runner.ChaosConfig(duration=args.duration, seed=args.seed, faults=faults, ack_mode=args.mode)
         summary = report.write(runner.run(cfg), Path(args.report))

@@ -257,12 +257,17 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
     ev.end = time.monotonic() - history.t0
 
 
+FAULT_EVERY_S = 8.0
+"""A long run injects a fault about this often: every kind once first, then drawn at random."""
+
+
 def schedule(cfg: ChaosConfig) -> list[str]:
     rng = random.Random(cfg.seed)
     kinds = list(cfg.faults)
     if cfg.shuffle:
         rng.shuffle(kinds)
-    return kinds
+    extra = int(max(cfg.duration - cfg.quiet, 0) / FAULT_EVERY_S) - len(kinds)
+    return kinds + [rng.choice(cfg.faults) for _ in range(max(extra, 0))]
 
 
 async def _wait_caught_up(cluster: Cluster, timeout: float = 90) -> None:
