@@ -51,3 +51,7 @@ SEED ?= 1
 MODE ?= verified
 chaos: venv
 	$(PY) -m service.cli chaos --duration $(DURATION) --seed $(SEED) --mode $(MODE) --report out/chaos
+
+# issue 6's ratios on a private stack (see bench/README.md); QUICK=1: 2 rounds of 4 s, a few minutes
+bench: venv
+	$(PY) -m bench.run $(if $(QUICK),--quick,)

@@ -37,7 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -63,7 +63,7 @@ TARGETS = {"P1": 0.5, "P2 uniform": 2.0, "P2 hot": 5.0, "P3": 0.5, "P4": 0.5, "P
 CLIENTS = 64
 HOT_FOLDERS = 3
 REBUILD_DB = 15  # the stacks use Redis dbs from 1 up (devstack.stack), the rebuilds this one
-NOOP = "no-op FastAPI app (same route, body model and uvicorn settings; no middleware, no I/O)"
+NOOP = "no-op FastAPI app, same body, same uvicorn settings (fenced's route and body model; no middleware, no I/O)"
 
 
 def noop_app() -> FastAPI:
@@ -116,6 +116,7 @@ class Ratio:
     sut_samples: list[Sample]
     base_samples: list[Sample]
     note: str = ""
+    base_unit: str = ""
 
     @property
     def sut_rate(self) -> float:
@@ -129,27 +130,28 @@ class Ratio:
     def value(self) -> float:
         return self.sut_rate / self.base_rate if self.base_rate else float("nan")
 
-    def _side(self, label: str, rate: float, samples: list[Sample]) -> str:
+    def _side(self, label: str, rate: float, unit: str, samples: list[Sample]) -> str:
         p50, p99 = _median([s.p50_ms for s in samples]), _median([s.p99_ms for s in samples])
         lat = f" p50 {p50:.1f} ms p99 {p99:.1f} ms" if p50 is not None and p99 is not None else ""
-        return f"{label} {rate:,.0f} {self.unit}{lat}"
+        return f"{label} {rate:,.0f} {unit}{lat}"
 
     def line(self) -> str:
         met = "met" if self.value >= self.target else "NOT met"
         return (f"{self.key} {self.name}: {self.value:.2f} (target {self.target:g}) {met} -- "
-                f"{self._side(self.sut, self.sut_rate, self.sut_samples)} / "
-                f"{self._side(self.base, self.base_rate, self.base_samples)}"
+                f"{self._side(self.sut, self.sut_rate, self.unit, self.sut_samples)} / "
+                f"{self._side(self.base, self.base_rate, self.base_unit or self.unit, self.base_samples)}"
                 + (f"; {self.note}" if self.note else ""))
 
     def to_json(self) -> dict[str, Any]:
         return {"key": self.key, "name": self.name, "ratio": round(self.value, 4), "target": self.target,
-                "met": self.value >= self.target, "system": self.sut, "baseline": self.base, "unit": self.unit,
+                "met": self.value >= self.target, "system": self.sut, "baseline": self.base,
+                "unit": self.unit, "baseline_unit": self.base_unit or self.unit,
                 "system_median": round(self.sut_rate, 1), "baseline_median": round(self.base_rate, 1),
                 "note": self.note, "system_rounds": [asdict(s) for s in self.sut_samples],
                 "baseline_rounds": [asdict(s) for s in self.base_samples]}
 
 
-Measure = Callable[[float], Awaitable[Sample]]
+Measure = Callable[[float], Coroutine[Any, Any, Sample]]
 
 
 async def rotate(systems: dict[str, Measure], rounds: int, seconds: float, warmup: float) -> dict[str, list[Sample]]:
@@ -187,44 +189,92 @@ class Keyspace:
         return f, f"{self.prefix}{f}", "Create", {"name": "new"}
 
 
-async def _loop(tasks: int, seconds: float, one: Callable[[random.Random], Awaitable[str]],
+async def _loop(tasks: int, seconds: float, one: Callable[[random.Random, int], Awaitable[str]],
                 latencies: list[float], status: dict[str, int]) -> float:
     end = time.monotonic() + seconds
     rng = random.Random(7)
 
-    async def worker() -> None:
+    async def worker(w: int) -> None:
         while time.monotonic() < end:
             t0 = time.perf_counter()
-            code = await one(rng)
+            code = await one(rng, w)
             latencies.append(time.perf_counter() - t0)
             status[code] = status.get(code, 0) + 1
 
     t0 = time.monotonic()
-    await asyncio.gather(*(worker() for _ in range(tasks)))
+    await asyncio.gather(*(worker(w) for w in range(tasks)))
     return time.monotonic() - t0
 
 
-def http_system(urls: list[str], space: Keyspace) -> Measure:
-    """POST commands through the HTTP API (like bench/writes.py); the rate counts 201s."""
+class RawConnection:
+    """One keep-alive HTTP/1.1 connection written with asyncio streams.
+
+    The load generator of every HTTP system: it costs about a tenth of a core at 2,400
+    requests/s, where httpx's AsyncClient tops out near 100 requests/s with 64 concurrent
+    requests on this machine (see bench/README.md), so httpx would measure itself.
+    """
+
+    def __init__(self, url: str) -> None:
+        host, _, port = url.removeprefix("http://").rpartition(":")
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes) -> int:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            self.writer.write(f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+                              f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+                              .encode() + body)
+            await self.writer.drain()
+            head = (await self.reader.readuntil(b"\r\n\r\n")).lower()
+            length = int(head.split(b"content-length:", 1)[1].split(b"\r\n", 1)[0])
+            await self.reader.readexactly(length)
+        except (OSError, IndexError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            self.close()
+            raise
+        if b"connection: close" in head:
+            self.close()
+        return int(head[9:12])
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def http_system(urls: list[str], space: Keyspace, client: str = "raw") -> Measure:
+    """POST commands through the HTTP API with 64 concurrent clients; the rate counts 201s."""
     async def measure(seconds: float) -> Sample:
         latencies: list[float] = []
         status: dict[str, int] = {}
+        conns = [RawConnection(urls[w % len(urls)]) for w in range(CLIENTS)]
         limits = httpx.Limits(max_connections=CLIENTS * 2, max_keepalive_connections=CLIENTS * 2)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-            turn = iter(range(10**12))
+        async with httpx.AsyncClient(timeout=30, limits=limits) as hx:
 
-            async def one(rng: random.Random) -> str:
+            async def one(rng: random.Random, w: int) -> str:
                 f, rid, name, data = space.pick(rng)
-                url = urls[next(turn) % len(urls)]
+                path = f"/v1/folders/{rid}/commands"
                 try:
-                    r = await client.post(f"{url}/v1/folders/{rid}/commands", json={"name": name, "data": data})
-                except httpx.HTTPError as e:
+                    if client == "httpx":
+                        code = (await hx.post(f"{urls[w % len(urls)]}{path}", json={"name": name, "data": data})
+                                ).status_code
+                    else:
+                        body = json.dumps({"name": name, "data": data}).encode()
+                        code = await asyncio.wait_for(conns[w].post(path, body), 30)
+                except (httpx.HTTPError, OSError, ValueError, IndexError, asyncio.IncompleteReadError,
+                        asyncio.LimitOverrunError, TimeoutError) as e:
                     return type(e).__name__
-                if r.status_code in (201, 409):
+                if code in (201, 409):
                     space.created.add(f)
-                return str(r.status_code)
+                return str(code)
 
-            elapsed = await _loop(CLIENTS, seconds, one, latencies, status)
+            try:
+                elapsed = await _loop(CLIENTS, seconds, one, latencies, status)
+            finally:
+                for c in conns:
+                    c.close()
         return sample(status.get("201", 0), elapsed, latencies, status)
     return measure
 
@@ -235,7 +285,7 @@ def core_system(writer: Any, space: Keyspace) -> Measure:
         latencies: list[float] = []
         status: dict[str, int] = {}
 
-        async def one(rng: random.Random) -> str:
+        async def one(rng: random.Random, w: int) -> str:
             f, rid, name, data = space.pick(rng)
             try:
                 await writer.execute(Request("folders", rid, name, data, None, new_command_id()))
@@ -257,7 +307,7 @@ def produce_system(producer: Any, topic: str, partitions: int, space: Keyspace) 
         latencies: list[float] = []
         status: dict[str, int] = {}
 
-        async def one(rng: random.Random) -> str:
+        async def one(rng: random.Random, w: int) -> str:
             f, rid, name, data = space.pick(rng)
             version = space.versions.get(f, 0) + 1
             space.versions[f] = version
@@ -319,15 +369,13 @@ def _settings(stack: Stack, **update: Any) -> Settings:
     return stack.settings.model_copy(update=update)
 
 
-async def _topic_records(bootstrap: str, topic: str) -> int:
+async def _topic_records(bootstrap: str, topic: str, partitions: int) -> int:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()  # fetches the metadata a fresh client lacks
-        parts = consumer.partitions_for_topic(topic) or set()
-        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
         return int(sum(ends.values()))
     finally:
         await consumer.stop()
@@ -373,7 +421,7 @@ async def fill(stack: Stack, want: int, cap_s: float) -> int:
     from service.runtime import Runtime
 
     topic = stack.settings.topic("folders")
-    have = await _topic_records(stack.kafka.bootstrap, topic)
+    have = await _topic_records(stack.kafka.bootstrap, topic, stack.settings.partitions)
     if have >= want:
         return have
     rt = Runtime(stack.settings)
@@ -383,7 +431,7 @@ async def fill(stack: Stack, want: int, cap_s: float) -> int:
         deadline = time.monotonic() + cap_s
         while have < want and time.monotonic() < deadline:
             s = await measure(5.0)
-            have = await _topic_records(stack.kafka.bootstrap, topic)
+            have = await _topic_records(stack.kafka.bootstrap, topic, stack.settings.partitions)
             print(f"  fill: {have:,} records in {topic} (writer core {s.rate:,.0f}/s)", flush=True)
     finally:
         await rt.stop()
@@ -469,33 +517,37 @@ def http_phase(stacks: dict[str, Stack], noop: list[str], pg: list[str] | None, 
                ) -> list[Ratio]:
     """P1 (both modes, and in full mode 1k..1M folders), P3 and P2, all through HTTP."""
     ratios: list[Ratio] = []
+
+    def hs(urls: list[str], space: Keyspace) -> Measure:
+        return http_system(urls, space, args.client)
+
     uniform = {m: Keyspace(f"u{m[0]}-", 10_000) for m in stacks}
     wanted = set(args.only)
     if "P1" in wanted:
-        systems: dict[str, Measure] = {"no-op": http_system(noop, Keyspace("n-", 10_000))}
+        systems: dict[str, Measure] = {"no-op": hs(noop, Keyspace("n-", 10_000))}
         for m, st in stacks.items():
-            systems[f"fenced {m} 10k"] = http_system(st.urls, uniform[m])
+            systems[f"fenced {m} 10k"] = hs(st.urls, uniform[m])
         scale = [] if args.quick else [1_000, 100_000, 1_000_000]
         for n in scale:
-            systems[f"fenced verified {n // 1000}k"] = http_system(stacks["verified"].urls, Keyspace(f"s{n}-", n))
+            systems[f"fenced verified {n // 1000}k"] = hs(stacks["verified"].urls, Keyspace(f"s{n}-", n))
         print(f"P1: {', '.join(systems)}", flush=True)
         res = asyncio.run(rotate(systems, args.rounds, args.seconds, args.warmup))
         for m in stacks:
             ratios.append(Ratio("P1", f"http efficiency, {m}", TARGETS["P1"], f"fenced {m}", "no-op", "accepted/s",
                                 res[f"fenced {m} 10k"], res["no-op"],
-                                f"10k folders, 2 replicas, 64 clients; baseline: {NOOP}, req/s"))
+                                f"10k folders, 2 replicas, 64 clients; baseline: {NOOP}", "req/s"))
         for n in scale:
             label = f"{n // 1000}k" if n < 1_000_000 else "1M"
             ratios.append(Ratio("P1", f"http efficiency, verified, {label} folders", TARGETS["P1"],
                                 "fenced verified", "no-op", "accepted/s", res[f"fenced verified {n // 1000}k"],
-                                res["no-op"], "folder ids drawn from this many; not preloaded"))
+                                res["no-op"], "folder ids drawn from this many; not preloaded", "req/s"))
     if "P3" in wanted or "P2" in wanted:
         st = stacks["verified"]
-        systems = {"fenced uniform": http_system(st.urls, uniform["verified"]),
-                   "fenced hot": http_system(st.urls, Keyspace("h-", HOT_FOLDERS))}
+        systems = {"fenced uniform": hs(st.urls, uniform["verified"]),
+                   "fenced hot": hs(st.urls, Keyspace("h-", HOT_FOLDERS))}
         if pg is not None and "P2" in wanted:
-            systems["postgres uniform"] = http_system(pg, Keyspace("u-", 10_000))
-            systems["postgres hot"] = http_system(pg, Keyspace("h-", HOT_FOLDERS))
+            systems["postgres uniform"] = hs(pg, Keyspace("u-", 10_000))
+            systems["postgres hot"] = hs(pg, Keyspace("h-", HOT_FOLDERS))
         print(f"P3/P2: {', '.join(systems)}", flush=True)
         res = asyncio.run(rotate(systems, args.rounds, args.seconds, args.warmup))
         if "P3" in wanted:
@@ -521,14 +573,18 @@ def chart(ratios: list[Ratio], path: Path, title: str) -> None:
     labels = [f"{r.key} {r.name}" for r in ratios]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(ratios) + 1.6))
     y = list(range(len(ratios)))[::-1]
-    ax.barh(y, [r.value for r in ratios], color=["#2e7d32" if r.value >= r.target else "#c62828" for r in ratios])
+    values = [r.value if r.value == r.value else 0.0 for r in ratios]  # NaN (no baseline) draws as nothing
+    lo = min([v for v in values if v > 0] + [r.target for r in ratios]) / 3
+    ax.set_xscale("log")  # targets run from 0.25 to 5
+    ax.barh(y, [max(v - lo, 0) for v in values], left=lo,
+            color=["#2e7d32" if v >= r.target else "#c62828" for v, r in zip(values, ratios, strict=True)])
     ax.scatter([r.target for r in ratios], y, marker="|", s=400, color="black", zorder=3, label="target")
-    for yi, r in zip(y, ratios, strict=True):
-        ax.text(r.value, yi, f" {r.value:.2f}", va="center", fontsize=8)
+    for yi, v in zip(y, values, strict=True):
+        ax.text(max(v, lo), yi, f" {v:.2f}", va="center", fontsize=8)
+    ax.set_xlim(lo, max(values + [r.target for r in ratios]) * 2)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("ratio of medians (system / baseline); green: target met")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("ratio of medians, system / baseline (log scale); green: target met, |: target")
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -555,6 +611,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 cleanup.callback(stack.stop)
                 stacks[mode] = stack.start()
             noop = cleanup.enter_context(uvicorn_servers(root, "noop", "bench.run:noop_app", 2, {}))
+            for mode, stack in stacks.items():  # the broker's JIT and caches warm up before any window counts
+                w = asyncio.run(http_system(stack.urls, Keyspace("w-", 10_000), args.client)(args.stack_warmup))
+                print(f"  warm-up {mode}: {w.rate:,.0f} accepted/s over {args.stack_warmup:g} s (not counted)",
+                      flush=True)
             pg_urls: list[str] | None = None
             if "P2" in args.only:
                 try:
@@ -601,11 +661,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seconds", type=float, default=None, help="length of one window (default 8; quick 4)")
     ap.add_argument("--rebuild-records", type=int, default=None, help="records in P4's topic (default 50k; quick 20k)")
     ap.add_argument("--only", default="P1,P2,P3,P4,P5", help="comma-separated subset, e.g. P1,P4")
+    ap.add_argument("--client", choices=("raw", "httpx"), default="raw",
+                    help="HTTP load generator: raw asyncio keep-alive connections (default) or httpx.AsyncClient")
     ap.add_argument("--out", type=Path, default=Path("out/bench"))
     args = ap.parse_args(argv)
     args.rounds = args.rounds or (2 if args.quick else 3)
     args.seconds = args.seconds or (4.0 if args.quick else 8.0)
     args.warmup = 1.0
+    args.stack_warmup = 5.0 if args.quick else 15.0
     args.rebuild_records = args.rebuild_records or (20_000 if args.quick else 50_000)
     args.only = [p.strip().upper() for p in args.only.split(",") if p.strip()]
     for name in ("fenced", "aiokafka", "httpx"):
