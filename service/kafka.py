@@ -7,6 +7,7 @@ Driver errors are translated here into :class:`KafkaUnavailable` and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
@@ -15,7 +16,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaError,
+    OutOfOrderSequenceNumber,
+    TopicAlreadyExistsError,
+    UnknownProducerId,
+)
 
 from service.settings import Settings
 from service.wire import Headers, partition_for
@@ -71,17 +78,25 @@ class Appended:
     offsets: tuple[int, ...]
 
 
+FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
+"""After these the idempotent producer's sequence state is broken (seen after a broker was
+killed and restarted): every later append would fail, so the producer is replaced."""
+
+
 class Appender:
     """Appends a command's records to one partition as one record batch (acks=all, idempotent)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-            linger_ms=0, request_timeout_ms=max(settings.request_deadline_ms, 1000),
+        self.producer = self._new_producer()
+        self._replacing: asyncio.Lock | None = None
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        return AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+            linger_ms=0, request_timeout_ms=max(self.settings.request_deadline_ms, 1000),
             client_id="fenced-writer",
         )
-        self._partitions: dict[str, int] = {}
 
     async def start(self) -> None:
         try:
@@ -92,6 +107,19 @@ class Appender:
     async def stop(self) -> None:
         await self.producer.stop()
 
+    async def _replace(self, broken: AIOKafkaProducer) -> None:
+        """Swap in a fresh producer (a new producer id and sequence) unless someone already did."""
+        self._replacing = self._replacing or asyncio.Lock()
+        async with self._replacing:
+            if self.producer is not broken:
+                return
+            log.warning("the idempotent producer lost its sequence state: starting a new one")
+            fresh = self._new_producer()
+            await fresh.start()
+            self.producer = fresh
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(broken.stop(), 5)
+
     def partition(self, key: str) -> int:
         return partition_for(key, self.settings.partitions)
 
@@ -99,16 +127,21 @@ class Appender:
                      timeout: float) -> Appended:
         """Append and wait for the broker's acknowledgement; offsets are consecutive."""
         partition = self.partition(key)
-        batch = self.producer.create_batch()
+        producer = self.producer
+        batch = producer.create_batch()
         for value, headers in records:
             if batch.append(key=key.encode(), value=value, timestamp=None, headers=headers) is None:
                 raise ValueError("the command's events do not fit in one record batch")
         batch.close()
         try:
-            fut = await self.producer.send_batch(batch, topic, partition=partition)
+            fut = await producer.send_batch(batch, topic, partition=partition)
             meta: Any = await asyncio.wait_for(fut, timeout)
         except TimeoutError as e:
             raise AppendOutcomeUnknown(f"no acknowledgement from kafka within {timeout:.1f}s") from e
+        except FATAL_PRODUCER_ERRORS as e:
+            with contextlib.suppress(KafkaError):
+                await self._replace(producer)
+            raise AppendOutcomeUnknown(f"kafka: {e}") from e
         except KafkaError as e:
             raise AppendOutcomeUnknown(f"kafka: {e}") from e
         base = int(meta.offset)
