@@ -12,6 +12,7 @@ from service.api import problems
 from service.api.limits import BodyLimit
 from service.api.routes import health, router
 from service.domain import folders  # noqa: F401 - registers the reference type
+from service.metrics import RequestMetrics
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="fenced", version="0.1.0", lifespan=lifespan,
                   description="A consistent event store on Apache Kafka.")
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics)
     problems.install(app)
     app.include_router(health)
     app.include_router(router)

@@ -11,6 +11,7 @@ import redis.asyncio as aioredis
 from locks import Leases
 from service.epochs import Epochs
 from service.kafka import Appender, ensure_topics
+from service.metrics import Metrics
 from service.projection import AppliedWatcher, Projection
 from service.settings import Settings
 from service.writer import Writer
@@ -33,6 +34,7 @@ class Runtime:
         self.appender = Appender(s)
         self.epochs = Epochs(self.leases, self.appender)
         self.writer = Writer(s, self.leases, self.projection, self.watcher, self.appender, self.epochs)
+        self.metrics = Metrics(self.writer)
 
     async def start(self) -> None:
         await ensure_topics(self.settings)

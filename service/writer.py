@@ -15,7 +15,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -98,6 +98,7 @@ class Writer:
         self._write_through = leases.redis.register_script(WRITE_THROUGH)
         self.counters = {"takeovers": 0, "fences": 0, "conflict_retries": 0, "stale_retries": 0,
                          "outcome_unknown": 0}
+        self.on_lease_wait: Callable[[float], None] = lambda seconds: None
 
     async def execute(self, req: Request) -> dict[str, Any]:
         """Run one command; returns the 201 body or raises a :class:`FencedError`."""
@@ -124,7 +125,9 @@ class Writer:
 
     async def _attempt(self, decider: Decider, req: Request, deadline: float) -> dict[str, Any]:
         try:
+            asked = time.monotonic()
             async with self.leases.hold(req.stream, deadline) as held:
+                self.on_lease_wait(time.monotonic() - asked)
                 return await self._under_lease(decider, req, held, deadline)
         except LeaseBusy as e:
             raise Busy(f"another writer holds {req.stream}", retry_after_s=max(e.retry_after_ms, 100) / 1000) from e

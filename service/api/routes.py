@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from locks import META_KEY
@@ -127,6 +128,12 @@ async def get_events(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPat
     events = await rt.projection.events(stream, from_version, max(upto - from_version + 1, 0))
     nxt = upto + 1 if upto < st.version else None
     return {"type": resource_type, "id": resource_id, "events": events, "next_from_version": nxt}
+
+
+@health.get("/metrics", include_in_schema=False)
+async def metrics(rt: RuntimeDep) -> Response:
+    """Prometheus metrics of this replica."""
+    return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @health.get("/healthz")

@@ -204,3 +204,20 @@ def test_rebuild_and_verify_agree_with_the_log(stack: Stack) -> None:
     report = json.loads(verified.stdout)
     assert report["ok"] and report["differences"] == []
     assert report["types"]["folders"]["accepted"] > 0
+
+
+async def test_metrics_count_requests_commands_and_writer_events(stack: Stack) -> None:
+    url = stack.urls[0]
+    async with httpx.AsyncClient(timeout=30) as client:
+        folder = fid()
+        assert (await client.post(f"{url}/v1/folders/{folder}/commands",
+                                  json=post_body("Create", {"name": "m"}))).status_code == 201
+        assert (await client.post(f"{url}/v1/folders/{folder}/commands",
+                                  json=post_body("Create", {"name": "m"}))).status_code == 409
+        text = (await client.get(f"{url}/metrics")).text
+    route = 'route="/v1/{resource_type}/{resource_id}/commands"'
+    assert f'fenced_http_requests_total{{method="POST",{route},status="201"}}' in text
+    assert f'fenced_http_requests_total{{method="POST",{route},status="409"}}' in text
+    assert 'fenced_command_seconds_count{status="201",type="folders"}' in text
+    assert "fenced_lease_wait_seconds_count" in text
+    assert "fenced_writer_takeovers_total" in text and "fenced_writer_outcome_unknown_total" in text

@@ -1,0 +1,76 @@
+"""Prometheus metrics of an API replica, served at ``/metrics``.
+
+Request counts by route and status, command latency by type and status, lease wait time,
+and the writer's event counters (takeovers, fences, retries, unknown outcomes), read when
+scraped so the write path pays nothing for them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from service.writer import Writer
+
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class _WriterCounters(Collector):
+    def __init__(self, writer: Writer) -> None:
+        self.writer = writer
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        for name, value in self.writer.counters.items():
+            yield CounterMetricFamily(f"fenced_writer_{name}", f"Writer events: {name.replace('_', ' ')}.",
+                                      value=value)
+
+
+class Metrics:
+    def __init__(self, writer: Writer) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("fenced_http_requests", "HTTP requests by route and status.",
+                                ["method", "route", "status"], registry=self.registry)
+        self.commands = Histogram("fenced_command_seconds", "Command latency by resource type and status.",
+                                  ["type", "status"], buckets=BUCKETS, registry=self.registry)
+        self.lease_wait = Histogram("fenced_lease_wait_seconds", "Time a command waited for its lease.",
+                                    buckets=BUCKETS, registry=self.registry)
+        self.registry.register(_WriterCounters(writer))
+        writer.on_lease_wait = self.lease_wait.observe
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: counts every request by its route template and status (the
+    metrics live on the app's runtime, which the lifespan creates)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, tracking_send)
+        finally:
+            runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+            if runtime is not None:
+                metrics: Metrics = runtime.metrics
+                route = getattr(scope.get("route"), "path", "unmatched")
+                metrics.requests.labels(scope["method"], route, str(status)).inc()
+                if route.endswith("/commands"):
+                    rtype = scope.get("path_params", {}).get("resource_type", "")
+                    metrics.commands.labels(rtype, str(status)).observe(time.perf_counter() - started)
