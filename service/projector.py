@@ -84,6 +84,8 @@ class Projector:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap, group_id=settings.projector_group,
             enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=10,
+            # a killed projector's partitions move to its successor after this (the broker's minimum)
+            session_timeout_ms=6000, heartbeat_interval_ms=2000,
             max_partition_fetch_bytes=4 * 1024 * 1024, client_id="fenced-projector")
         self._started = time.monotonic()
 
