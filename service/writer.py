@@ -208,7 +208,7 @@ class Writer:
             leased = await self._after_append(self._leased_confirm(decider, req, held, state, appended, records))
             if leased is not None:
                 return leased
-        return await self._after_append(self._verified_confirm(decider, req, held, topic, appended, deadline))
+        return await self._after_append(self._verified_confirm(decider, req, held, topic, appended, records, deadline))
 
     async def _after_append(self, confirm: Awaitable[T]) -> T:
         """Once records may be in the log, any failure to learn the verdict is an unknown outcome."""
@@ -243,8 +243,10 @@ class Writer:
         entry = state.recent_command(req.command_id)
         if entry is None:
             return None
-        _, last_version, _, _ = entry
-        stored = await self.projection.events(req.stream, 1, last_version)
+        _, last_version, first_offset, last_offset = entry
+        # the command's events are among the last (offset span) versions: read only those
+        first = max(1, last_version - (last_offset - first_offset))
+        stored = await self.projection.events(req.stream, first, last_version - first + 1)
         mine = [e for e in stored if e["command"] == req.command_id]
         body = self._body(req, last_version, [(e["type"], e["version"], e["partition"], e["offset"])
                                               for e in mine])
@@ -283,7 +285,8 @@ class Writer:
         return out
 
     async def _verified_confirm(self, decider: Decider, req: Request, held: Held, topic: str,
-                                appended: Appended, deadline: float) -> dict[str, Any]:
+                                appended: Appended, records: list[tuple[bytes, Any]],
+                                deadline: float) -> dict[str, Any]:
         if not await self.watcher.wait(topic, appended.partition, appended.offsets[-1],
                                        self._remaining(deadline)):
             self.counters["outcome_unknown"] += 1
@@ -296,9 +299,7 @@ class Writer:
         if verdict.accepted:
             assert verdict.version is not None
             first = verdict.version - len(appended.offsets) + 1
-            body = self._body(req, verdict.version, [
-                (t, v, p, o) for (t, v, p, o) in self._event_refs_from_projection(
-                    await self.projection.events(req.stream, first, len(appended.offsets)))])
+            body = self._body(req, verdict.version, self._event_refs(records, appended, first))
             await self._save_ok(req, body)
             return body
         if verdict.reason == "duplicate":
@@ -311,10 +312,6 @@ class Writer:
             await self.leases.raise_floor(req.stream, state.max_token)
             raise _Retry("stale")
         raise _Retry(verdict.reason or "conflict")
-
-    @staticmethod
-    def _event_refs_from_projection(stored: list[dict[str, Any]]) -> list[tuple[str, int, int, int]]:
-        return [(e["type"], e["version"], e["partition"], e["offset"]) for e in stored]
 
     async def _leased_confirm(self, decider: Decider, req: Request, held: Held, state: StreamState,
                               appended: Appended, records: list[tuple[bytes, Any]]) -> dict[str, Any] | None:
