@@ -94,7 +94,7 @@ class Appender:
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True,
-            linger_ms=0, request_timeout_ms=max(self.settings.request_deadline_ms, 1000),
+            linger_ms=0, max_batch_size=1024 * 1024, request_timeout_ms=max(self.settings.request_deadline_ms, 1000),
             client_id="fenced-writer",
         )
 
@@ -131,7 +131,7 @@ class Appender:
         batch = producer.create_batch()
         for value, headers in records:
             if batch.append(key=key.encode(), value=value, timestamp=None, headers=headers) is None:
-                raise ValueError("the command's events do not fit in one record batch")
+                raise ValueError("the events do not fit in one record batch")
         batch.close()
         try:
             fut = await producer.send_batch(batch, topic, partition=partition)

@@ -39,8 +39,11 @@ class Metrics:
                                   ["type", "status"], buckets=BUCKETS, registry=self.registry)
         self.lease_wait = Histogram("fenced_lease_wait_seconds", "Time a command waited for its lease.",
                                     buckets=BUCKETS, registry=self.registry)
+        self.batch = Histogram("fenced_batch_commands", "Commands per batch (group commit) under one lease.",
+                               buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256), registry=self.registry)
         self.registry.register(_WriterCounters(writer))
         writer.on_lease_wait = self.lease_wait.observe
+        writer.on_batch = self.batch.observe
 
 
 class RequestMetrics:

@@ -170,13 +170,18 @@ class Projection:
         raw = await self.redis.hgetall(applied_key(topic))
         return {int(k): int(v) for k, v in raw.items()}
 
-    async def verdict(self, stream: str, first_offset: int) -> StoredVerdict | None:
-        raw = await self.redis.get(f"{stream_key(stream)}:o:{first_offset}")
-        if raw is None:
-            return None
-        d = json.loads(raw)
-        return StoredVerdict(d["command"], d["accepted"], d["reason"], d["first_offset"],
-                             d["last_offset"], d["version"], d["token"])
+    async def verdicts(self, stream: str, first_offsets: Sequence[int]) -> list[StoredVerdict | None]:
+        """The rule's verdicts on command groups of ``stream`` starting at these offsets, in one round trip."""
+        raws = await self.redis.mget([f"{stream_key(stream)}:o:{o}" for o in first_offsets])
+        out: list[StoredVerdict | None] = []
+        for raw in raws:
+            if raw is None:
+                out.append(None)
+                continue
+            d = json.loads(raw)
+            out.append(StoredVerdict(d["command"], d["accepted"], d["reason"], d["first_offset"],
+                                     d["last_offset"], d["version"], d["token"]))
+        return out
 
     async def events(self, stream: str, from_version: int, limit: int) -> list[dict[str, Any]]:
         versions = list(range(from_version, from_version + limit))
@@ -185,12 +190,16 @@ class Projection:
         raw = await self.redis.hmget(f"{stream_key(stream)}:ev", versions)
         return [json.loads(r) for r in raw if r is not None]
 
-    async def answer(self, stream: str, key: str) -> dict[str, Any] | None:
-        raw = await self.redis.get(f"{stream_key(stream)}:k:{key}")
-        return None if raw is None else dict(json.loads(raw))
+    async def answers(self, stream: str, keys: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The saved answers of these Idempotency-Keys of ``stream``, in one round trip."""
+        raws = await self.redis.mget([f"{stream_key(stream)}:k:{key}" for key in keys])
+        return [None if raw is None else dict(json.loads(raw)) for raw in raws]
 
-    async def save_answer(self, stream: str, key: str, answer: Mapping[str, Any], ttl_s: int) -> None:
-        await self.redis.set(f"{stream_key(stream)}:k:{key}", json.dumps(answer), ex=ttl_s)
+    async def save_answers(self, stream: str, answers: Sequence[tuple[str, Mapping[str, Any]]], ttl_s: int) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for key, answer in answers:
+            pipe.set(f"{stream_key(stream)}:k:{key}", json.dumps(answer), ex=ttl_s)
+        await pipe.execute()
 
 
 class AppliedWatcher:
@@ -275,26 +284,25 @@ class AppliedWatcher:
 
 WRITE_THROUGH = """
 -- The 'leased' acknowledgement (design.md §4.5): check the lease is still ours, write the
--- new state through to the projection (compare-and-set on version), save the answer and
--- release cleanly, all at once.
--- KEYS: 1 lease, 2 open, 3 proj, 4 ev, 5 answer, 6 q, 7 meta
+-- new state through to the projection (compare-and-set on version), save the answers of
+-- the batch's commands and release cleanly, all at once.
+-- KEYS: 1 lease, 2 open, 3 proj, 4 ev, 5 q, 6 meta, then one answer key per command
 -- ARGV: 1 owner, 2 token, 3 version read, 4 last offset, 5 new version, 6 state JSON,
---       7 answer JSON, 8 answer TTL s, 9 wake channel prefix, then (version, event JSON) pairs
+--       7 answer TTL s, 8 wake channel prefix, 9 n answers, then n answer JSONs (in the
+--       order of the answer keys), then (version, event JSON) pairs
 -- Returns 1 done, 0 the lease is not ours any more, -1 the projection moved (the caller then
--- waits for the projector's verdict instead).
+-- waits for the projector's verdicts instead).
 if redis.call('GET', KEYS[1]) ~= ARGV[1] .. ' ' .. ARGV[2] then return 0 end
 local cur = redis.call('HGET', KEYS[3], 'version') or '0'
-if cur == ARGV[3] then
-  local epoch = redis.call('HGET', KEYS[7], 'epoch')
-  redis.call('HSET', KEYS[3], 'epoch', epoch, 'offset', ARGV[4], 'version', ARGV[5], 'data', ARGV[6])
-  for i = 10, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-else
-  return -1
-end
-redis.call('SET', KEYS[5], ARGV[7], 'EX', ARGV[8])
+if cur ~= ARGV[3] then return -1 end
+local epoch = redis.call('HGET', KEYS[6], 'epoch')
+redis.call('HSET', KEYS[3], 'epoch', epoch, 'offset', ARGV[4], 'version', ARGV[5], 'data', ARGV[6])
+local n = tonumber(ARGV[9])
+for i = 10 + n, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 1, n do redis.call('SET', KEYS[6 + i], ARGV[9 + i], 'EX', ARGV[7]) end
 redis.call('DEL', KEYS[1])
 if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
-local head = redis.call('LINDEX', KEYS[6], 0)
-if head then redis.call('PUBLISH', ARGV[9] .. string.match(head, '^[^/]*'), head) end
+local head = redis.call('LINDEX', KEYS[5], 0)
+if head then redis.call('PUBLISH', ARGV[8] .. string.match(head, '^[^/]*'), head) end
 return 1
 """

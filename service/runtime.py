@@ -44,6 +44,7 @@ class Runtime:
         await self.epochs.current()
 
     async def stop(self) -> None:
+        await self.writer.stop()
         await self.watcher.stop()
         await self.leases.stop()
         await self.appender.stop()

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
         "loses); leased: answer once the lease is checked (faster, needs linearizable Redis)."))
     conflict_retries: int = Field(3, ge=0, description=(
         "Times a write re-decides after a 'conflict' verdict before answering 503."))
+    batch_max: int = Field(64, ge=1, le=10000, description=(
+        "Most commands for one stream run as one batch under one lease (group commit)."))
+    batch_wait_ms: int = Field(0, ge=0, le=1000, description=(
+        "How long a batch waits for more commands once it holds the lease (0: take what is queued)."))
     max_body_bytes: int = Field(65536, ge=256, description="Largest accepted request body (413 above).")
     max_id_length: int = Field(128, ge=1, le=1024, description="Longest resource id.")
     idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")

@@ -1,6 +1,15 @@
-"""The write path (design.md §4): acquire, fence on takeover, decide, append, confirm.
+"""The write path (design.md §4): acquire, fence on takeover, decide, append, confirm,
+with per-stream group commit.
 
-``verified`` (default) answers from the projection's verdict on the appended offsets, so
+Commands for one stream that are queued at this replica are run as a batch under one
+lease: each is decided against the state its predecessors in the batch leave, the events
+of all of them are appended as one record batch under the same token with consecutive
+versions, and each command gets its own verdict (a rejected command simply produces no
+event). A batch is bounded by ``FENCED_BATCH_MAX`` commands and ``FENCED_BATCH_WAIT_MS``;
+after each batch the lease is released, so waiters on other replicas, queued fairly in
+Redis, are served before this replica's next batch.
+
+``verified`` (default) answers from the projection's verdicts on the appended offsets, so
 acceptance is decided by the log alone; ``leased`` answers once a Lua call confirms the
 lease is still ours and writes the new state through. Either way a retry with the same
 Idempotency-Key never appends twice.
@@ -9,15 +18,16 @@ Idempotency-Key never appends twice.
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import json
 import logging
 import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -33,7 +43,7 @@ from locks import (
 )
 from locks.leases import WAKE_PREFIX, Held
 from service import domain
-from service.domain import Command, Decider, Rejection
+from service.domain import Command, Decider, InvalidEvent, Rejection
 from service.epochs import Epochs
 from service.errors import (
     BY_STATUS,
@@ -47,18 +57,16 @@ from service.errors import (
 )
 from service.kafka import Appended, Appender, AppendOutcomeUnknown, KafkaUnavailable
 from service.projection import WRITE_THROUGH, AppliedWatcher, Projection, event_json
-from service.rule import StreamState, apply, initial
+from service.rule import StreamState, Verdict, apply, initial
 from service.settings import Settings
-from service.wire import Record, encode_value, event_headers, fence_headers
+from service.wire import Headers, Record, encode_value, event_headers, fence_headers
 
 log = logging.getLogger("fenced.writer")
-T = TypeVar("T")
+Body = dict[str, Any]
+RecordOut = tuple[bytes, Headers]
 
-
-class _Retry(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
+BATCH_BYTES = 512 * 1024
+"""Budget of one record batch; a command that would overflow it waits for the next batch."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +94,47 @@ def new_command_id() -> str:
     return uuid.uuid4().hex
 
 
+@dataclass(eq=False)
+class _Pending:
+    """A command waiting in its stream's queue at this replica."""
+
+    req: Request
+    deadline: float
+    future: asyncio.Future[Body]
+    queued_at: float
+    attempts: int = 0
+    stale_retried: bool = False
+
+    def resolve(self, body: Body) -> None:
+        if not self.future.done():
+            self.future.set_result(body)
+
+    def fail(self, err: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(err)
+
+
+@dataclass(eq=False)
+class _Planned:
+    """A command of a batch that produced events: its records and their place in the batch."""
+
+    pending: _Pending
+    records: list[RecordOut]
+    first_version: int
+    start: int
+    """Index of its first record in the batch."""
+
+    @property
+    def req(self) -> Request:
+        return self.pending.req
+
+
+@dataclass(eq=False)
+class _StreamQueue:
+    decider: Decider
+    commands: collections.deque[_Pending] = field(default_factory=collections.deque)
+
+
 class Writer:
     def __init__(self, settings: Settings, leases: Leases, projection: Projection,
                  watcher: AppliedWatcher, appender: Appender, epochs: Epochs) -> None:
@@ -97,50 +146,122 @@ class Writer:
         self.epochs = epochs
         self._write_through = leases.redis.register_script(WRITE_THROUGH)
         self.counters = {"takeovers": 0, "fences": 0, "conflict_retries": 0, "stale_retries": 0,
-                         "outcome_unknown": 0}
+                         "outcome_unknown": 0, "batches": 0, "batched_commands": 0}
         self.on_lease_wait: Callable[[float], None] = lambda seconds: None
+        self.on_batch: Callable[[int], None] = lambda commands: None
+        self._queues: dict[str, _StreamQueue] = {}
+        self._runners: set[asyncio.Task[None]] = set()
 
-    async def execute(self, req: Request) -> dict[str, Any]:
+    async def execute(self, req: Request) -> Body:
         """Run one command; returns the 201 body or raises a :class:`FencedError`."""
         decider = domain.get(req.resource_type)
         if decider is None or req.resource_type not in self.settings.types:
             raise NotFound(f"unknown resource type {req.resource_type!r}")
         if req.name not in decider.commands:
             raise InvalidInput(f"unknown command {req.name!r}: use one of {sorted(decider.commands)}")
-        deadline = time.monotonic() + self.settings.request_deadline_ms / 1000
-        stale_retried = False
-        for _ in range(self.settings.conflict_retries + 2):
-            try:
-                return await self._attempt(decider, req, deadline)
-            except _Retry as r:
-                if r.reason == "stale":
-                    if stale_retried:
-                        break
-                    stale_retried = True
-                    self.counters["stale_retries"] += 1
-                else:
-                    self.counters["conflict_retries"] += 1
-        raise Busy("the resource is contended: the command lost every race; retry with the same "
-                   "Idempotency-Key", retry_after_s=1)
+        now = time.monotonic()
+        pending = _Pending(req, now + self.settings.request_deadline_ms / 1000,
+                           asyncio.get_running_loop().create_future(), now)
+        queue = self._queues.get(req.stream)
+        if queue is None:
+            queue = self._queues[req.stream] = _StreamQueue(decider)
+            runner = asyncio.create_task(self._run_stream(req.stream, queue), name=f"writer-{req.stream}")
+            self._runners.add(runner)
+            runner.add_done_callback(self._runners.discard)
+        queue.commands.append(pending)
+        # a caller that goes away before its command is taken into a batch cancels the future,
+        # and the command is never appended
+        return await pending.future
 
-    async def _attempt(self, decider: Decider, req: Request, deadline: float) -> dict[str, Any]:
+    async def stop(self) -> None:
+        """Let the queued commands finish (at most the request deadline), then stop."""
+        if self._runners:
+            _, late = await asyncio.wait(set(self._runners), timeout=self.settings.request_deadline_ms / 1000)
+            for task in late:
+                task.cancel()
+
+    # -- one stream's queue ----------------------------------------------------------------
+
+    async def _run_stream(self, stream: str, queue: _StreamQueue) -> None:
+        """Serve a stream's queue one batch per lease hold until it is empty."""
         try:
-            asked = time.monotonic()
-            async with self.leases.hold(req.stream, deadline) as held:
-                self.on_lease_wait(time.monotonic() - asked)
-                return await self._under_lease(decider, req, held, deadline)
+            while self._drop_settled(queue):
+                await self._hold_and_run(stream, queue)
+        except BaseException as e:
+            err = e if isinstance(e, FencedError) else Unavailable(f"internal error: {e!r}", retry_after_s=1)
+            for p in queue.commands:
+                p.fail(err)
+            queue.commands.clear()
+            if not isinstance(e, Exception):
+                raise
+            log.exception("writer queue of %s failed", stream)
+        finally:
+            # no await since the loop saw an empty queue: nothing can have been added
+            if self._queues.get(stream) is queue:
+                del self._queues[stream]
+
+    def _drop_settled(self, queue: _StreamQueue) -> bool:
+        """Drop cancelled commands and answer expired ones; True if any are left."""
+        now = time.monotonic()
+        kept = collections.deque[_Pending]()
+        for p in queue.commands:
+            if p.future.done():
+                continue
+            if p.deadline <= now:
+                p.fail(Busy(f"another writer holds {p.req.stream}", retry_after_s=0.1))
+                continue
+            kept.append(p)
+        queue.commands = kept
+        return bool(kept)
+
+    async def _hold_and_run(self, stream: str, queue: _StreamQueue) -> None:
+        batch: list[_Pending] = []
+        try:
+            async with self.leases.hold(stream, queue.commands[0].deadline) as held:
+                if self.settings.batch_wait_ms and len(queue.commands) < self.settings.batch_max:
+                    await asyncio.sleep(self.settings.batch_wait_ms / 1000)
+                now = time.monotonic()
+                while queue.commands and len(batch) < self.settings.batch_max:
+                    p = queue.commands.popleft()
+                    if not p.future.done():
+                        batch.append(p)
+                        self.on_lease_wait(now - p.queued_at)
+                if not batch:
+                    held.settled()
+                    return
+                self.counters["batches"] += 1
+                self.counters["batched_commands"] += len(batch)
+                self.on_batch(len(batch))
+                again = await self._run_batch(queue.decider, batch, held)
+            queue.commands.extendleft(reversed(again))
+        except FencedError as e:
+            self._fail_all(batch or list(queue.commands), e)
         except LeaseBusy as e:
-            raise Busy(f"another writer holds {req.stream}", retry_after_s=max(e.retry_after_ms, 100) / 1000) from e
-        except NotBootstrapped as e:
+            # only the commands whose deadline passed give up; the rest try again
+            now = time.monotonic()
+            for p in (batch or list(queue.commands)):
+                if p.deadline <= now + 0.001:
+                    p.fail(Busy(f"another writer holds {stream}",
+                                retry_after_s=max(e.retry_after_ms, 100) / 1000))
+            queue.commands.extendleft(reversed([p for p in batch if not p.future.done()]))
+        except NotBootstrapped:
             await self._bootstrap()
-            raise Unavailable("redis lost its data: the projection is being rebuilt from the log",
-                              retry_after_s=1) from e
-        except NotReady as e:
-            raise Unavailable("the projection is catching up with the log", retry_after_s=1) from e
+            self._fail_all(batch or list(queue.commands), Unavailable(
+                "redis lost its data: the projection is being rebuilt from the log", retry_after_s=1))
+        except NotReady:
+            self._fail_all(batch or list(queue.commands),
+                           Unavailable("the projection is catching up with the log", retry_after_s=1))
         except (RedisUnavailable, RedisError, OSError) as e:
-            raise Unavailable(f"redis is unavailable: {e}", retry_after_s=1) from e
+            self._fail_all(batch or list(queue.commands), Unavailable(f"redis is unavailable: {e}", retry_after_s=1))
         except KafkaUnavailable as e:
-            raise Unavailable(f"kafka is unavailable: {e}", retry_after_s=1) from e
+            self._fail_all(batch or list(queue.commands), Unavailable(f"kafka is unavailable: {e}", retry_after_s=1))
+        except LeaseError as e:
+            self._fail_all(batch or list(queue.commands), Unavailable(f"lease: {e}", retry_after_s=1))
+
+    @staticmethod
+    def _fail_all(pendings: list[_Pending], err: FencedError) -> None:
+        for p in pendings:
+            p.fail(err)
 
     async def _bootstrap(self) -> None:
         try:
@@ -152,94 +273,139 @@ class Writer:
     def _remaining(self, deadline: float) -> float:
         return max(deadline - time.monotonic(), 0.001)
 
-    async def _under_lease(self, decider: Decider, req: Request, held: Held,
-                           deadline: float) -> dict[str, Any]:
+    # -- one batch under one lease -----------------------------------------------------------
+
+    async def _run_batch(self, decider: Decider, batch: list[_Pending], held: Held) -> list[_Pending]:
+        """Decide, append and confirm a batch; answers every command or returns it to be tried
+        again under a new lease (conflict or stale verdicts, a repeated Idempotency-Key)."""
         lease = held.lease
-        topic = self.settings.topic(req.resource_type)
-        previous = await self.projection.answer(req.stream, req.command_id)
-        if previous is not None:
+        rtype, rid = batch[0].req.resource_type, batch[0].req.resource_id
+        topic = self.settings.topic(rtype)
+        deadline = min(p.deadline for p in batch)
+        previous = await self.projection.answers(lease.stream, [p.req.command_id for p in batch])
+        todo: list[_Pending] = []
+        for p, prev in zip(batch, previous, strict=True):
+            if prev is None:
+                todo.append(p)
+            else:
+                try:
+                    p.resolve(self._replay(prev, p.req))
+                except FencedError as e:
+                    p.fail(e)
+        if not todo:
             held.settled()
-            return self._replay(previous, req)
+            return []
         state = StreamState.from_json(lease.state) if lease.state is not None else initial(decider)
         if lease.takeover:
             self.counters["takeovers"] += 1
-            state = await self._fence(decider, req, topic, lease.token, deadline)
-        done = await self._already_applied(req, state)
-        if done is not None:
+            state = await self._fence(decider, lease.stream, rid, topic, lease.token, deadline)
+        before = state
+        again: list[_Pending] = []
+        planned: list[_Planned] = []
+        records: list[RecordOut] = []
+        answers: list[tuple[_Pending, Body | FencedError]] = []
+        seen: set[str] = set()
+        size = 0
+        for p in todo:
+            req = p.req
+            if req.command_id in seen or size >= BATCH_BYTES:
+                again.append(p)  # a repeated key is answered from the first one's saved answer
+                continue
+            seen.add(req.command_id)
+            done = await self._already_applied(req, state)
+            if done is not None:
+                p.resolve(done)
+                continue
+            try:
+                events = decider.decide(Command(req.name, req.data), state.state)
+                if req.expected_version is not None and req.expected_version != state.version:
+                    raise Conflict(f"expected version {req.expected_version}, the resource is at "
+                                   f"{state.version}", current_version=state.version)
+                evolved = state.state
+                for ev in events:
+                    evolved = decider.evolve(evolved, ev.type, ev.data)
+            except Rejection as r:
+                answers.append((p, BY_STATUS[r.status](r.detail, current_version=state.version)))
+                continue
+            except Conflict as err:
+                answers.append((p, err))
+                continue
+            except InvalidEvent as err:
+                answers.append((p, InvalidInput(f"the command's events are invalid: {err}",
+                                                current_version=state.version)))
+                continue
+            if not events:  # the decider accepts the command but has nothing to record
+                answers.append((p, self._body(req, state.version, [])))
+                continue
+            recs = [
+                (encode_value(e.data),
+                 event_headers(source=self.settings.source, subject=rid, event_type=e.type,
+                               version=state.version + 1 + i, token=lease.token, command=req.command_id,
+                               index=i, count=len(events)))
+                for i, e in enumerate(events)]
+            planned.append(_Planned(p, recs, state.version + 1, len(records)))
+            records += recs
+            size += sum(len(v) + sum(len(k) + len(hv) for k, hv in h) + 64 for v, h in recs)
+            state = StreamState(version=state.version + len(events), max_token=lease.token,
+                                recent=state.recent, state=evolved, offset=state.offset)
+        await self._save_answers([(p.req, answer) for p, answer in answers])
+        for p, answer in answers:
+            if isinstance(answer, FencedError):
+                p.fail(answer)
+            else:
+                p.resolve(answer)
+        if not planned:
             held.settled()
-            return done
+            return again
+        if self.settings.fault_injection:
+            for pl in planned:
+                if pl.req.fault == "pause-before-append":
+                    await self._announce_pause(pl.req)
         try:
-            events = decider.decide(Command(req.name, req.data), state.state)
-            if req.expected_version is not None and req.expected_version != state.version:
-                raise Conflict(f"expected version {req.expected_version}, the resource is at "
-                               f"{state.version}", current_version=state.version)
-        except Rejection as r:
-            err = BY_STATUS[r.status](r.detail, current_version=state.version)
-            await self._save_error(req, err)
-            held.settled()
-            raise err from None
-        except Conflict as err:
-            await self._save_error(req, err)
-            held.settled()
-            raise
-        if not events:  # the decider accepts the command but has nothing to record
-            held.settled()
-            body = self._body(req, state.version, [])
-            await self._save_ok(req, body)
-            return body
-        records = [
-            (encode_value(e.data),
-             event_headers(source=self.settings.source, subject=req.resource_id, event_type=e.type,
-                           version=state.version + 1 + i, token=lease.token, command=req.command_id,
-                           index=i, count=len(events)))
-            for i, e in enumerate(events)]
-        if req.fault == "pause-before-append" and self.settings.fault_injection:
-            await self._announce_pause(req)
-        try:
-            appended = await self.appender.append(topic, req.resource_id, records,
-                                                  self._remaining(deadline))
+            appended = await self.appender.append(topic, rid, records, self._remaining(deadline))
         except AppendOutcomeUnknown:
             self.counters["outcome_unknown"] += 1
-            return await self._after_append(self._resolve_unknown(decider, req, topic, deadline))
+            await self._each_unknown(decider, topic, planned)
+            return again
         if self.settings.unsafe_ack_on_append and self.settings.fault_injection:
             held.settled()  # deliberately wrong: "sent" is not "accepted"
-            return self._body(req, state.version + len(events), self._event_refs(records, appended, state.version + 1))
-        if self.settings.ack_mode == "leased":
-            leased = await self._after_append(self._leased_confirm(decider, req, held, state, appended, records))
-            if leased is not None:
-                return leased
-        return await self._after_append(self._verified_confirm(decider, req, held, topic, appended, records, deadline))
-
-    async def _after_append(self, confirm: Awaitable[T]) -> T:
-        """Once records may be in the log, any failure to learn the verdict is an unknown outcome."""
+            for pl in planned:
+                last = pl.first_version + len(pl.records) - 1
+                pl.pending.resolve(self._body(pl.req, last, self._event_refs(pl, appended)))
+            return again
         try:
-            return await confirm
-        except (RedisError, OSError, LeaseError) as e:
+            if self.settings.ack_mode == "leased" and await self._leased_confirm(
+                    decider, held, before, planned, appended):
+                return again
+            return again + await self._verified_confirm(decider, held, topic, planned, appended, deadline)
+        except (RedisError, OSError, LeaseError) as e:  # once records may be in the log
             self.counters["outcome_unknown"] += 1
-            raise OutcomeUnknown(f"outcome unknown ({e}): retry with the same Idempotency-Key",
-                                 retry_after_s=1) from e
+            unknown = OutcomeUnknown(f"outcome unknown ({e}): retry with the same Idempotency-Key",
+                                     retry_after_s=1)
+            for pl in planned:
+                pl.pending.fail(unknown)
+            return again
 
     async def _announce_pause(self, req: Request) -> None:
         """Fault injection: say "lease held, about to append" and give the test time to SIGSTOP us."""
         await self.leases.redis.set(f"fenced:fault:{req.command_id}", str(os.getpid()), ex=60)
         await asyncio.sleep(0.5)
 
-    async def _fence(self, decider: Decider, req: Request, topic: str, token: int,
+    async def _fence(self, decider: Decider, stream: str, rid: str, topic: str, token: int,
                      deadline: float) -> StreamState:
         """Append a fence with our token and wait until the projection applied it."""
         try:
             fenced = await self.appender.append(
-                topic, req.resource_id,
-                [(b"{}", fence_headers(source=self.settings.source, subject=req.resource_id, token=token))],
+                topic, rid, [(b"{}", fence_headers(source=self.settings.source, subject=rid, token=token))],
                 self._remaining(deadline))
         except AppendOutcomeUnknown as e:
             raise Unavailable(f"could not append the takeover fence: {e}", retry_after_s=1) from e
         self.counters["fences"] += 1
         if not await self.watcher.wait(topic, fenced.partition, fenced.offsets[-1], self._remaining(deadline)):
             raise Unavailable("the projection did not apply the takeover fence in time", retry_after_s=1)
-        return await self.projection.load(decider, req.stream)
+        return await self.projection.load(decider, stream)
 
-    async def _already_applied(self, req: Request, state: StreamState) -> dict[str, Any] | None:
+    async def _already_applied(self, req: Request, state: StreamState) -> Body | None:
         entry = state.recent_command(req.command_id)
         if entry is None:
             return None
@@ -250,25 +416,27 @@ class Writer:
         mine = [e for e in stored if e["command"] == req.command_id]
         body = self._body(req, last_version, [(e["type"], e["version"], e["partition"], e["offset"])
                                               for e in mine])
-        await self._save_ok(req, body)
+        await self._save_answers([(req, body)])
         return body
 
-    def _body(self, req: Request, version: int, events: list[tuple[str, int, int, int]]) -> dict[str, Any]:
+    def _body(self, req: Request, version: int, events: list[tuple[str, int, int, int]]) -> Body:
         return {"command_id": req.command_id, "version": version,
                 "events": [{"type": t, "version": v, "partition": p, "offset": o} for t, v, p, o in events]}
 
-    async def _save_ok(self, req: Request, body: dict[str, Any]) -> None:
-        await self.projection.save_answer(req.stream, req.command_id,
-                                          {"fingerprint": req.fingerprint, "status": 201, "body": body},
-                                          self.settings.idempotency_ttl_s)
+    def _answer(self, req: Request, result: Body | FencedError) -> dict[str, Any]:
+        if isinstance(result, FencedError):
+            return {"fingerprint": req.fingerprint, "status": result.status, "detail": result.detail,
+                    "current_version": result.current_version}
+        return {"fingerprint": req.fingerprint, "status": 201, "body": result}
 
-    async def _save_error(self, req: Request, err: FencedError) -> None:
-        await self.projection.save_answer(
-            req.stream, req.command_id,
-            {"fingerprint": req.fingerprint, "status": err.status, "detail": err.detail,
-             "current_version": err.current_version}, self.settings.idempotency_ttl_s)
+    async def _save_answers(self, results: list[tuple[Request, Body | FencedError]]) -> None:
+        """Keep the answers for Idempotency-Key replays, all in one round trip."""
+        if results:
+            await self.projection.save_answers(results[0][0].stream,
+                                               [(r.command_id, self._answer(r, a)) for r, a in results],
+                                               self.settings.idempotency_ttl_s)
 
-    def _replay(self, previous: dict[str, Any], req: Request) -> dict[str, Any]:
+    def _replay(self, previous: dict[str, Any], req: Request) -> Body:
         if previous.get("fingerprint") != req.fingerprint:
             raise InvalidInput("this Idempotency-Key was used for a different request")
         if previous["status"] == 201:
@@ -276,75 +444,127 @@ class Writer:
         cls = BY_STATUS.get(int(previous["status"]), InvalidInput)
         raise cls(str(previous["detail"]), current_version=previous.get("current_version"))
 
-    def _event_refs(self, records: list[tuple[bytes, Any]], appended: Appended,
-                    first_version: int) -> list[tuple[str, int, int, int]]:
-        out = []
-        for i, (_, headers) in enumerate(records):
-            etype = dict(headers)["ce_type"].decode()
-            out.append((etype, first_version + i, appended.partition, appended.offsets[i]))
-        return out
+    def _event_refs(self, pl: _Planned, appended: Appended,
+                    first_version: int | None = None) -> list[tuple[str, int, int, int]]:
+        first = pl.first_version if first_version is None else first_version
+        return [(dict(headers)["ce_type"].decode(), first + i, appended.partition, appended.offsets[pl.start + i])
+                for i, (_, headers) in enumerate(pl.records)]
 
-    async def _verified_confirm(self, decider: Decider, req: Request, held: Held, topic: str,
-                                appended: Appended, records: list[tuple[bytes, Any]],
-                                deadline: float) -> dict[str, Any]:
+    async def _verified_confirm(self, decider: Decider, held: Held, topic: str, planned: list[_Planned],
+                                appended: Appended, deadline: float) -> list[_Pending]:
+        """Wait until the projection applied the batch, then answer each command from its verdict."""
         if not await self.watcher.wait(topic, appended.partition, appended.offsets[-1],
                                        self._remaining(deadline)):
             self.counters["outcome_unknown"] += 1
-            raise OutcomeUnknown("outcome unknown: the projection did not confirm in time; retry "
+            err = OutcomeUnknown("outcome unknown: the projection did not confirm in time; retry "
                                  "with the same Idempotency-Key", retry_after_s=1)
-        verdict = await self.projection.verdict(req.stream, appended.offsets[0])
-        if verdict is None:
-            return await self._resolve_unknown(decider, req, topic, deadline)
+            for pl in planned:
+                pl.pending.fail(err)
+            return []
+        stream = planned[0].req.stream
+        verdicts = await self.projection.verdicts(stream, [appended.offsets[pl.start] for pl in planned])
         held.settled()
-        if verdict.accepted:
-            assert verdict.version is not None
-            first = verdict.version - len(appended.offsets) + 1
-            body = self._body(req, verdict.version, self._event_refs(records, appended, first))
-            await self._save_ok(req, body)
-            return body
-        if verdict.reason == "duplicate":
-            state = await self.projection.load(decider, req.stream)
-            done = await self._already_applied(req, state)
-            if done is not None:
-                return done
-        if verdict.reason == "stale":
-            state = await self.projection.load(decider, req.stream)
-            await self.leases.raise_floor(req.stream, state.max_token)
-            raise _Retry("stale")
-        raise _Retry(verdict.reason or "conflict")
+        again: list[_Pending] = []
+        answers: list[tuple[_Planned, Body]] = []
+        unknown: list[_Planned] = []
+        stale = False
+        for pl, verdict in zip(planned, verdicts, strict=True):
+            p = pl.pending
+            if verdict is None:
+                unknown.append(pl)
+            elif verdict.accepted:
+                assert verdict.version is not None
+                first = verdict.version - len(pl.records) + 1
+                answers.append((pl, self._body(pl.req, verdict.version, self._event_refs(pl, appended, first))))
+            elif verdict.reason == "duplicate":
+                done = await self._already_applied(pl.req, await self.projection.load(decider, stream))
+                if done is not None:
+                    p.resolve(done)
+                else:
+                    again.append(p)
+            elif verdict.reason == "stale":
+                stale = True
+                if p.stale_retried:
+                    p.fail(self._lost_every_race())
+                else:
+                    p.stale_retried = True
+                    self.counters["stale_retries"] += 1
+                    again.append(p)
+            else:  # conflict (another append won the race), or anything else the rule refused
+                p.attempts += 1
+                if p.attempts > self.settings.conflict_retries:
+                    p.fail(self._lost_every_race())
+                else:
+                    self.counters["conflict_retries"] += 1
+                    again.append(p)
+        if stale:
+            state = await self.projection.load(decider, stream)
+            await self.leases.raise_floor(stream, state.max_token)
+        await self._save_answers([(pl.req, body) for pl, body in answers])
+        for pl, body in answers:
+            pl.pending.resolve(body)
+        if unknown:
+            await self._each_unknown(decider, topic, unknown)
+        return again
 
-    async def _leased_confirm(self, decider: Decider, req: Request, held: Held, state: StreamState,
-                              appended: Appended, records: list[tuple[bytes, Any]]) -> dict[str, Any] | None:
-        """Check the lease and write the new state through in one Lua call; None if lost."""
-        new_state = state
-        for i, (value, headers) in enumerate(records):
-            h = dict(headers)
-            rec = Record("event", req.resource_id, appended.partition, appended.offsets[i],
-                         token=held.lease.token, version=int(h["ce_fencedversion"]), command=req.command_id,
-                         index=i, count=len(records), event_type=h["ce_type"].decode(),
-                         data=json.loads(value), event_id=h["ce_id"].decode(), time=h["ce_time"].decode())
-            new_state, verdicts = apply(decider, new_state, rec)
-        if not verdicts or not verdicts[-1].accepted:
-            return None
-        body = self._body(req, new_state.version, self._event_refs(records, appended, state.version + 1))
-        answer = json.dumps({"fingerprint": req.fingerprint, "status": 201, "body": body})
-        args: list[str | int] = [held.lease.owner, held.lease.token, state.version, new_state.offset,
-                                 new_state.version, new_state.to_json(), answer, self.settings.idempotency_ttl_s,
-                                 WAKE_PREFIX]
-        for e in verdicts[-1].events:
-            args += [e.version, event_json(e)]
-        k = stream_key(req.stream)
-        res = await self._write_through(
-            keys=[f"{k}:lease", f"{k}:open", f"{k}:proj", f"{k}:ev", f"{k}:k:{req.command_id}", f"{k}:q",
-                  META_KEY], args=args)
-        if int(res) == 1:
-            held.settled()
-            held.released = True
-            return body
-        return None
+    @staticmethod
+    def _lost_every_race() -> Busy:
+        return Busy("the resource is contended: the command lost every race; retry with the same "
+                    "Idempotency-Key", retry_after_s=1)
+
+    async def _leased_confirm(self, decider: Decider, held: Held, before: StreamState, planned: list[_Planned],
+                              appended: Appended) -> bool:
+        """Check the lease and write the batch's new state through in one Lua call; False if
+        that cannot be done (the lease is lost, or the projection moved): then the caller
+        waits for the projector's verdicts instead."""
+        state = before
+        accepted: list[Verdict] = []
+        token = held.lease.token
+        for pl in planned:
+            verdicts: list[Verdict] = []
+            for i, (value, headers) in enumerate(pl.records):
+                h = dict(headers)
+                rec = Record("event", pl.req.resource_id, appended.partition, appended.offsets[pl.start + i],
+                             token=token, version=int(h["ce_fencedversion"]), command=pl.req.command_id,
+                             index=i, count=len(pl.records), event_type=h["ce_type"].decode(),
+                             data=json.loads(value), event_id=h["ce_id"].decode(), time=h["ce_time"].decode())
+                state, vs = apply(decider, state, rec)
+                verdicts += vs
+            if not verdicts or not verdicts[-1].accepted:
+                return False
+            accepted.append(verdicts[-1])
+        bodies = [self._body(pl.req, pl.first_version + len(pl.records) - 1, self._event_refs(pl, appended))
+                  for pl in planned]
+        args: list[str | int] = [held.lease.owner, token, before.version, state.offset, state.version,
+                                 state.to_json(), self.settings.idempotency_ttl_s, WAKE_PREFIX, len(planned)]
+        args += [json.dumps(self._answer(pl.req, body)) for pl, body in zip(planned, bodies, strict=True)]
+        for v in accepted:
+            for e in v.events:
+                args += [e.version, event_json(e)]
+        k = stream_key(planned[0].req.stream)
+        keys = [f"{k}:lease", f"{k}:open", f"{k}:proj", f"{k}:ev", f"{k}:q", META_KEY]
+        keys += [f"{k}:k:{pl.req.command_id}" for pl in planned]
+        if int(await self._write_through(keys=keys, args=args)) != 1:
+            return False
+        held.settled()
+        held.released = True
+        for pl, body in zip(planned, bodies, strict=True):
+            pl.pending.resolve(body)
+        return True
+
+    async def _each_unknown(self, decider: Decider, topic: str, planned: list[_Planned]) -> None:
+        async def one(pl: _Planned) -> None:
+            try:
+                pl.pending.resolve(await self._resolve_unknown(decider, pl.req, topic, pl.pending.deadline))
+            except FencedError as e:
+                pl.pending.fail(e)
+            except (RedisError, OSError, LeaseError) as e:
+                pl.pending.fail(OutcomeUnknown(f"outcome unknown ({e}): retry with the same Idempotency-Key",
+                                               retry_after_s=1))
+        await asyncio.gather(*(one(pl) for pl in planned))
 
     async def _resolve_unknown(self, decider: Decider, req: Request, topic: str,
-                               deadline: float) -> dict[str, Any]:
+                               deadline: float) -> Body:
         """The append's outcome is unknown: wait for the projection to show the command."""
         partition = self.appender.partition(req.resource_id)
         while True:
