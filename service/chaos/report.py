@@ -42,6 +42,7 @@ def summarize(run: ChaosRun) -> dict[str, Any]:
         "zombie_appends": {"injected": res.zombie_appends, "discarded": res.zombie_discarded},
         "unknown_later_accepted": res.unknown_accepted,
         "per_fault": per_fault,
+        "batching": run.batching,
         "ok": res.ok,
     }
 
@@ -54,7 +55,7 @@ def markdown(s: dict[str, Any]) -> str:
     lines += ["", f"operations: {s['ops']}; records {s['records']}, accepted {s['accepted']}; discards {s['discards']}",
               f"zombie appends injected {s['zombie_appends']['injected']}, discarded "
               f"{s['zombie_appends']['discarded']}; unknown outcomes later found accepted: "
-              f"{s['unknown_later_accepted']}", "",
+              f"{s['unknown_later_accepted']}; group commit at the end: {s['batching']}", "",
               "| fault | at (s) | lasted (s) | availability | p99 (ms) | recovered after (s) |",
               "| --- | --- | --- | --- | --- | --- |"]
     for kind, events in s["per_fault"].items():

@@ -60,6 +60,8 @@ class ChaosRun:
     records: Any = None
     fault_counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    batching: dict[str, int] = field(default_factory=dict)
+    """Batches and batched commands of the replicas alive at the end (group commit was on)."""
 
 
 class Cluster:
@@ -336,6 +338,7 @@ def run(cfg: ChaosConfig) -> ChaosRun:
         history.t0 = time.monotonic()
         asyncio.run(_drive(cfg, cluster, history))
         asyncio.run(_wait_caught_up(cluster))
+        batching = _batching(cluster)
         projection = asyncio.run(_projection(cluster))
         topic = cluster.stack.settings.topic("folders")
         parts = cluster.stack.settings.partitions
@@ -347,4 +350,19 @@ def run(cfg: ChaosConfig) -> ChaosRun:
     counts: dict[str, int] = {}
     for f in history.faults:
         counts[f.kind] = counts.get(f.kind, 0) + 1
-    return ChaosRun(cfg, history, result, (records_a, records_b, topic), counts)
+    return ChaosRun(cfg, history, result, (records_a, records_b, topic), counts, batching=batching)
+
+
+def _batching(cluster: Cluster) -> dict[str, int]:
+    """Sum the writer's batch counters over the replicas' /metrics (those alive now)."""
+    out = {"batches": 0, "batched_commands": 0}
+    for url in cluster.stack.urls:
+        try:
+            text = httpx.get(f"{url}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            for name in out:
+                if line.startswith(f"fenced_writer_{name}_total "):
+                    out[name] += int(float(line.split()[1]))
+    return out

@@ -36,6 +36,8 @@ def test_short_run_injects_every_fault_and_violates_nothing(verified_run: ChaosR
     assert summary["ops"]["ok"] > 100, summary["ops"]
     assert res.zombie_appends >= 1 and res.zombie_discarded == res.zombie_appends
     assert (workdir / "chaos-report" / "timeline.png").stat().st_size > 10_000
+    batching = verified_run.batching
+    assert batching["batched_commands"] > batching["batches"] > 0, "group commit batched some commands"
 
 
 def test_checker_catches_a_consumer_that_ignores_tokens(verified_run: ChaosRun) -> None:
