@@ -39,6 +39,7 @@ class Stack:
             "FENCED_ACK_MODE": self.ack_mode, "FENCED_LEASE_TTL_MS": "2000",
             "FENCED_REQUEST_DEADLINE_MS": "10000", "FENCED_FAULT_INJECTION": "true",
             "FENCED_LOG_LEVEL": "WARNING", "FENCED_PROJECTOR_GROUP": f"proj-{self.prefix}",
+            "FENCED_PROJECTOR_METRICS_PORT": str(free_port()),
             **self.extra_env,
         }
         self.services = Services(self.root / self.prefix.rstrip("."), self.env)

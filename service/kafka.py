@@ -23,11 +23,27 @@ from aiokafka.errors import (
     TopicAlreadyExistsError,
     UnknownProducerId,
 )
+from aiokafka.helpers import create_ssl_context
 
 from service.settings import Settings
 from service.wire import Headers, partition_for
 
 log = logging.getLogger("fenced.kafka")
+
+def client_options(settings: Settings) -> dict[str, Any]:
+    """Connection and security options every aiokafka client of the service shares."""
+    opts: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap,
+                            "security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        opts["ssl_context"] = create_ssl_context(
+            cafile=settings.kafka_ssl_cafile or None, certfile=settings.kafka_ssl_certfile or None,
+            keyfile=settings.kafka_ssl_keyfile or None)
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        opts.update(sasl_mechanism=settings.kafka_sasl_mechanism,
+                    sasl_plain_username=settings.kafka_sasl_username,
+                    sasl_plain_password=settings.kafka_sasl_password.get_secret_value())
+    return opts
+
 
 TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
@@ -46,7 +62,7 @@ class TopicMismatch(Exception):
 
 async def ensure_topics(settings: Settings) -> None:
     """Create the event topics and the epoch topic if missing; refuse a partition mismatch."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15000)
+    admin = AIOKafkaAdminClient(**client_options(settings), request_timeout_ms=15000)
     try:
         await admin.start()
         wanted = {settings.topic(t): settings.partitions for t in settings.types}
@@ -93,7 +109,7 @@ class Appender:
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap, acks="all", enable_idempotence=True,
+            **client_options(self.settings), acks="all", enable_idempotence=True,
             linger_ms=0, max_batch_size=1024 * 1024, request_timeout_ms=max(self.settings.request_deadline_ms, 1000),
             client_id="fenced-writer",
         )

@@ -27,7 +27,7 @@ from locks import LeaseError, Leases
 from service import domain
 from service.domain import Decider
 from service.epochs import Epochs
-from service.kafka import Appender, ensure_topics
+from service.kafka import Appender, client_options, ensure_topics
 from service.projection import EpochChanged, PartitionWrite, Projection, Regressed, applied_key
 from service.rule import REASONS, StreamState, Verdict, apply
 from service.settings import Settings
@@ -82,7 +82,7 @@ class Projector:
         self.discards: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.applied_records = 0
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=settings.projector_group,
+            **client_options(settings), group_id=settings.projector_group,
             enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=10,
             # a killed projector's partitions move to its successor after this (the broker's minimum)
             session_timeout_ms=6000, heartbeat_interval_ms=2000,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -16,7 +16,18 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FENCED_", frozen=True, extra="ignore")
 
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers.")
-    redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis:// or rediss://).")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Kafka security protocol (SASL_SSL in production).")
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "SCRAM-SHA-512", description="SASL mechanism when the protocol is SASL_*.")
+    kafka_sasl_username: str = Field("", description="SASL username (the fenced principal).")
+    kafka_sasl_password: SecretStr = Field(SecretStr(""), description="SASL password.")
+    kafka_ssl_cafile: str = Field("", description="CA bundle that signed the brokers' certificates (SSL, SASL_SSL).")
+    kafka_ssl_certfile: str = Field("", description="Client certificate for mutual TLS (optional).")
+    kafka_ssl_keyfile: str = Field("", description="Client key for mutual TLS (optional).")
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description=(
+        "Redis URL: redis://[user:password@]host:port/db, or rediss:// for TLS (add "
+        "?ssl_ca_certs=/path/ca.pem for a private CA)."))
     topic_prefix: str = Field("fenced.", description="Event topics are named <prefix><type>.")
     partitions: int = Field(12, ge=1, le=10000, description=(
         "Partitions of each event topic; startup refuses a topic whose count differs."))
@@ -40,6 +51,8 @@ class Settings(BaseSettings):
     max_id_length: int = Field(128, ge=1, le=1024, description="Longest resource id.")
     idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")
     projector_group: str = Field("fenced-projector", description="Consumer group of the projector.")
+    projector_metrics_port: int = Field(9108, ge=0, le=65535, description=(
+        "Port of the projector's Prometheus /metrics (0: off)."))
     log_level: str = Field("INFO", description="Log level of the service and the projector.")
     fault_injection: bool = Field(False, description=(
         "Honour the X-Fenced-Fault request header (tests and `fenced chaos` only; never in production)."))
