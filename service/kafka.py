@@ -88,6 +88,10 @@ async def ensure_topics(settings: Settings) -> None:
         await admin.close()
 
 
+BATCH_BYTES = 512 * 1024
+"""Budget of one record batch of the writer (group commit); the producer allows a little more."""
+
+
 @dataclass(frozen=True)
 class Appended:
     partition: int
@@ -99,19 +103,37 @@ FATAL_PRODUCER_ERRORS = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidPro
 killed and restarted): every later append would fail, so the producer is replaced."""
 
 
+@dataclass(eq=False)
+class _Append:
+    key: bytes
+    records: Sequence[tuple[bytes, Headers]]
+    future: asyncio.Future[Appended]
+    timeout: float
+
+
 class Appender:
-    """Appends a command's records to one partition as one record batch (acks=all, idempotent)."""
+    """Appends records to a partition as record batches (acks=all, idempotent producer).
+
+    The records of one ``append`` call always land together in one record batch, in order,
+    at consecutive offsets. Calls for the same partition made while its previous batch is in
+    flight are sent together as the next batch (records of several streams may share a
+    batch: each record keeps its own key), so concurrent writers share produce requests.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.producer = self._new_producer()
         self._replacing: asyncio.Lock | None = None
+        self._queued: dict[tuple[str, int], list[_Append]] = {}
+        self._senders: set[asyncio.Task[None]] = set()
+        self.batches = 0
+        self.appends = 0
 
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             **client_options(self.settings), acks="all", enable_idempotence=True,
-            linger_ms=0, max_batch_size=1024 * 1024, request_timeout_ms=max(self.settings.request_deadline_ms, 1000),
-            client_id="fenced-writer",
+            linger_ms=0, max_batch_size=BATCH_BYTES + 64 * 1024,
+            request_timeout_ms=max(self.settings.request_deadline_ms, 1000), client_id="fenced-writer",
         )
 
     async def start(self) -> None:
@@ -121,6 +143,8 @@ class Appender:
             raise KafkaUnavailable(f"kafka at {self.settings.kafka_bootstrap}: {e}") from e
 
     async def stop(self) -> None:
+        if self._senders:
+            await asyncio.wait(set(self._senders), timeout=self.settings.request_deadline_ms / 1000)
         await self.producer.stop()
 
     async def _replace(self, broken: AIOKafkaProducer) -> None:
@@ -143,25 +167,82 @@ class Appender:
                      timeout: float) -> Appended:
         """Append and wait for the broker's acknowledgement; offsets are consecutive."""
         partition = self.partition(key)
-        producer = self.producer
-        batch = producer.create_batch()
-        for value, headers in records:
-            if batch.append(key=key.encode(), value=value, timestamp=None, headers=headers) is None:
-                raise ValueError("the events do not fit in one record batch")
-        batch.close()
+        item = _Append(key.encode(), records, asyncio.get_running_loop().create_future(), timeout)
+        slot = (topic, partition)
+        queue = self._queued.get(slot)
+        if queue is None:
+            queue = self._queued[slot] = []
+            sender = asyncio.create_task(self._send_loop(topic, partition, queue))
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        queue.append(item)
         try:
-            fut = await producer.send_batch(batch, topic, partition=partition)
-            meta: Any = await asyncio.wait_for(fut, timeout)
+            return await asyncio.wait_for(asyncio.shield(item.future), timeout)
         except TimeoutError as e:
             raise AppendOutcomeUnknown(f"no acknowledgement from kafka within {timeout:.1f}s") from e
+
+    async def _send_loop(self, topic: str, partition: int, queue: list[_Append]) -> None:
+        """Send what is queued for a partition as one batch, wait for it, repeat until empty."""
+        taken: list[_Append] = []
+        try:
+            while queue:
+                producer = self.producer
+                batch = producer.create_batch()
+                taken = []
+                used = 0
+                while queue and (not taken or used + self._size(queue[0]) <= BATCH_BYTES):
+                    item = queue.pop(0)
+                    if all(batch.append(key=item.key, value=v, timestamp=None, headers=h) is not None
+                           for v, h in item.records):
+                        taken.append(item)
+                        used += self._size(item)
+                    else:  # only a lone item can be this big (the producer allows more than the budget)
+                        for failed in (*taken, item):  # nothing of a partly built batch is sent
+                            failed.future.set_exception(ValueError("the events do not fit in one record batch"))
+                        taken, used, batch = [], 0, producer.create_batch()
+                if taken:
+                    batch.close()
+                    await self._send(producer, batch, topic, partition, taken)
+        except Exception as e:  # noqa: BLE001 - the producer is stopping or broken: nobody may wait for ever
+            log.warning("appending to %s[%d] failed: %r", topic, partition, e)
+            for item in (*taken, *queue):
+                if not item.future.done():
+                    item.future.set_exception(AppendOutcomeUnknown(f"kafka: {e!r}"))
+            queue.clear()
+        finally:
+            if self._queued.get((topic, partition)) is queue:
+                del self._queued[(topic, partition)]
+
+    @staticmethod
+    def _size(item: _Append) -> int:
+        """An upper bound of the bytes ``item``'s records take in a record batch."""
+        return sum(len(v) + len(item.key) + sum(len(k) + len(h) + 8 for k, h in hs) + 32 for v, hs in item.records)
+
+    async def _send(self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int,
+                    taken: list[_Append]) -> None:
+        self.batches += 1
+        self.appends += len(taken)
+        try:
+            fut = await producer.send_batch(batch, topic, partition=partition)
+            meta: Any = await asyncio.wait_for(fut, max(t.timeout for t in taken))
+        except TimeoutError:
+            err: Exception = AppendOutcomeUnknown("no acknowledgement from kafka in time")
         except FATAL_PRODUCER_ERRORS as e:
             with contextlib.suppress(KafkaError):
                 await self._replace(producer)
-            raise AppendOutcomeUnknown(f"kafka: {e}") from e
+            err = AppendOutcomeUnknown(f"kafka: {e}")
         except KafkaError as e:
-            raise AppendOutcomeUnknown(f"kafka: {e}") from e
-        base = int(meta.offset)
-        return Appended(partition, tuple(range(base, base + len(records))))
+            err = AppendOutcomeUnknown(f"kafka: {e}")
+        else:
+            offset = int(meta.offset)
+            for t in taken:
+                if not t.future.done():
+                    t.future.set_result(Appended(partition, tuple(range(offset, offset + len(t.records)))))
+                offset += len(t.records)
+            return
+        for t in taken:
+            if not t.future.done():
+                t.future.set_exception(err)
 
     async def append_epoch(self, replica: str) -> int:
         """Append to the epoch topic; the returned offset + 1 is a new, higher epoch."""

@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.redis_client import AutoPipelineRedis
 from service.writer import Writer
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -28,6 +29,17 @@ class _WriterCounters(Collector):
         for name, value in self.writer.counters.items():
             yield CounterMetricFamily(f"fenced_writer_{name}", f"Writer events: {name.replace('_', ' ')}.",
                                       value=value)
+        appender = self.writer.appender
+        yield CounterMetricFamily("fenced_kafka_batches", "Record batches produced (each may carry several "
+                                  "appends, of several streams of one partition).", value=appender.batches)
+        yield CounterMetricFamily("fenced_kafka_appends", "Appends (a batch of one stream's commands, or a "
+                                  "fence) sent to Kafka.", value=appender.appends)
+        redis = self.writer.leases.redis
+        if isinstance(redis, AutoPipelineRedis):
+            yield CounterMetricFamily("fenced_redis_pipelines", "Automatic pipelines sent to Redis.",
+                                      value=redis.pipelines)
+            yield CounterMetricFamily("fenced_redis_pipelined_commands", "Commands sent in automatic pipelines.",
+                                      value=redis.pipelined_commands)
 
 
 class Metrics:

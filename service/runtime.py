@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
-
-import redis.asyncio as aioredis
+from typing import cast
 
 from locks import Leases
 from service.epochs import Epochs
 from service.kafka import Appender, ensure_topics
 from service.metrics import Metrics
 from service.projection import AppliedWatcher, Projection
+from service.redis_client import AutoPipelineRedis
 from service.settings import Settings
 from service.writer import Writer
 
@@ -26,8 +26,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.redis = aioredis.Redis.from_url(s.redis_url, max_connections=512,
-                                             socket_timeout=max(s.request_deadline_ms / 1000, 5))
+        self.redis = cast(AutoPipelineRedis, AutoPipelineRedis.from_url(s.redis_url, max_connections=512,
+                                             socket_timeout=max(s.request_deadline_ms / 1000, 5)))
         self.leases = Leases(self.redis, ttl_ms=s.lease_ttl_ms, require_ready=True, replica=self.replica)
         self.projection = Projection(self.redis)
         self.watcher = AppliedWatcher(self.redis)

@@ -55,7 +55,7 @@ from service.errors import (
     OutcomeUnknown,
     Unavailable,
 )
-from service.kafka import Appended, Appender, AppendOutcomeUnknown, KafkaUnavailable
+from service.kafka import BATCH_BYTES, Appended, Appender, AppendOutcomeUnknown, KafkaUnavailable
 from service.projection import WRITE_THROUGH, AppliedWatcher, Projection, event_json
 from service.rule import StreamState, Verdict, apply, initial
 from service.settings import Settings
@@ -64,10 +64,6 @@ from service.wire import Headers, Record, encode_value, event_headers, fence_hea
 log = logging.getLogger("fenced.writer")
 Body = dict[str, Any]
 RecordOut = tuple[bytes, Headers]
-
-BATCH_BYTES = 512 * 1024
-"""Budget of one record batch; a command that would overflow it waits for the next batch."""
-
 
 @dataclass(frozen=True)
 class Request:
