@@ -29,6 +29,7 @@ from service.domain import Decider
 from service.epochs import Epochs
 from service.kafka import Appender, client_options, ensure_topics
 from service.projection import EpochChanged, PartitionWrite, Projection, Regressed, applied_key
+from service.projector_metrics import MetricsServer
 from service.rule import REASONS, StreamState, Verdict, apply
 from service.settings import Settings
 from service.wire import Record, decode
@@ -79,7 +80,10 @@ class Projector:
         self.targets: dict[TopicPartition, int] = {}
         self.base: dict[TopicPartition, int] = {}
         self.caught_up: set[TopicPartition] = set()
-        self.discards: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.discards_by_topic: dict[str, dict[str, int]] = {t: dict.fromkeys(REASONS, 0) for t in self.types}
+        """Discarded command groups (or records) by topic and rule reason, counted once written."""
+        self.records_by_topic: dict[str, int] = dict.fromkeys(self.types, 0)
+        self.accepted_by_topic: dict[str, int] = dict.fromkeys(self.types, 0)
         self.applied_records = 0
         self.consumer = AIOKafkaConsumer(
             **client_options(settings), group_id=settings.projector_group,
@@ -88,6 +92,29 @@ class Projector:
             session_timeout_ms=6000, heartbeat_interval_ms=2000,
             max_partition_fetch_bytes=4 * 1024 * 1024, client_id="fenced-projector")
         self._started = time.monotonic()
+
+    @property
+    def discards(self) -> dict[str, int]:
+        """Discards by rule reason, over every topic."""
+        out: dict[str, int] = dict.fromkeys(REASONS, 0)
+        for by_reason in self.discards_by_topic.values():
+            for reason, n in by_reason.items():
+                out[reason] += n
+        return out
+
+    def positions(self) -> list[tuple[TopicPartition, int, int]]:
+        """(partition, last applied offset or -1, records behind the log end) per assigned partition."""
+        out = []
+        for tp in sorted(self.consumer.assignment()):
+            last = self.base.get(tp, -1)
+            end = max(self.consumer.highwater(tp) or 0, self.targets.get(tp, 0))
+            out.append((tp, last, max(0, end - last - 1)))
+        return out
+
+    def caught_up_all(self) -> bool:
+        """Every partition assigned to this projector reached the end it had when assigned."""
+        assigned = self.consumer.assignment()
+        return bool(assigned) and all(tp in self.caught_up for tp in assigned)
 
     async def position(self, tps: list[TopicPartition]) -> None:
         """Seek each partition to just after what Redis says was applied (or to 0)."""
@@ -194,13 +221,16 @@ class Projector:
                     wanted[f"{self.types[tp.topic]}:{r.stream}"] = decider
         states = await self.projection.load_many(wanted, self.epoch)
         parts = []
+        # counted once the batch is written: a failed write is re-applied after recovery
+        discarded: list[tuple[str, str]] = []
+        accepted: dict[str, int] = defaultdict(int)
         for tp, records in decoded.items():
             decider = self.deciders[tp.topic]
             changed: dict[str, StreamState] = {}
             verdicts: dict[str, list[Verdict]] = defaultdict(list)
             for r in records:
-                if not r.stream:
-                    self.discards["malformed"] += 1
+                if not r.stream:  # keyless or on the wrong partition: belongs to no stream
+                    discarded.append((tp.topic, "malformed"))
                     continue
                 s = f"{self.types[tp.topic]}:{r.stream}"
                 new, vs = apply(decider, states[s], r)
@@ -208,13 +238,21 @@ class Projector:
                     states[s] = changed[s] = new
                 for v in vs:
                     verdicts[s].append(v)
-                    if not v.accepted and v.reason:
-                        self.discards[v.reason] += 1
+                    if v.accepted:
+                        accepted[tp.topic] += len(v.events)
+                    elif v.reason:
+                        discarded.append((tp.topic, v.reason))
             parts.append(PartitionWrite(tp.topic, tp.partition, self.base.get(tp, -1), records[-1].offset,
                                         changed, verdicts))
         await self.projection.write_batch(self.epoch, parts)
         for part in parts:
             self.base[TopicPartition(part.topic, part.partition)] = part.last_offset
+        for topic, reason in discarded:
+            self.discards_by_topic[topic][reason] += 1
+        for topic, n in accepted.items():
+            self.accepted_by_topic[topic] += n
+        for tp, msgs in batch.items():
+            self.records_by_topic[tp.topic] += len(msgs)
         self.applied_records += sum(len(m) for m in batch.values())
         if self.progress:
             self._print_progress()
@@ -242,9 +280,25 @@ class Projector:
         sys.stderr.flush()
 
 
+async def _serve_metrics(projector: Projector, port: int) -> MetricsServer | None:
+    """Serve the projector's /metrics; a port that cannot be bound costs the metrics, not the projector."""
+    if port == 0:
+        log.info("projector metrics are off (FENCED_PROJECTOR_METRICS_PORT=0)")
+        return None
+    server = MetricsServer(projector, port)
+    try:
+        await server.start()
+    except OSError as e:
+        log.error("projector metrics: cannot listen on port %d (%s); running without /metrics", port, e)
+        return None
+    log.info("projector metrics at http://%s:%d/metrics", server.host, server.port)
+    return server
+
+
 async def run_projector(settings: Settings, *, rebuild: bool = False, until_caught_up: bool = False) -> None:
     redis = aioredis.Redis.from_url(settings.redis_url)
     projector = Projector(settings, redis, rebuild=rebuild, progress=rebuild)
+    metrics = await _serve_metrics(projector, settings.projector_metrics_port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal
@@ -265,4 +319,6 @@ async def run_projector(settings: Settings, *, rebuild: bool = False, until_caug
             watcher.cancel()
         if rebuild:
             sys.stderr.write("\n")
+        if metrics is not None:
+            await metrics.stop()
         await redis.aclose()
