@@ -63,7 +63,9 @@ def up() -> None:
         assert broker.proc is not None
         (RUN / "kafka.pid").write_text(str(broker.proc.pid))
         _say(f"kafka started on 127.0.0.1:{kport}")
-    env = {"FENCED_KAFKA_BOOTSTRAP": f"127.0.0.1:{kport}", "FENCED_REDIS_URL": f"redis://127.0.0.1:{rport}/0"}
+    # a local development stack on loopback: no API keys (compose.yaml and production use them)
+    env = {"FENCED_KAFKA_BOOTSTRAP": f"127.0.0.1:{kport}", "FENCED_REDIS_URL": f"redis://127.0.0.1:{rport}/0",
+           "FENCED_AUTH": os.environ.get("FENCED_AUTH", "off")}
     topics = subprocess.run([sys.executable, "-m", "service.cli", "topics"], env={**os.environ, **env},
                             capture_output=True, text=True)
     if topics.returncode != 0:

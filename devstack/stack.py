@@ -40,6 +40,7 @@ class Stack:
             "FENCED_REQUEST_DEADLINE_MS": "10000", "FENCED_FAULT_INJECTION": "true",
             "FENCED_LOG_LEVEL": "WARNING", "FENCED_PROJECTOR_GROUP": f"proj-{self.prefix}",
             "FENCED_PROJECTOR_METRICS_PORT": str(free_port()),
+            "FENCED_AUTH": "off",  # tests of authentication turn it on through extra_env
             **self.extra_env,
         }
         self.services = Services(self.root / self.prefix.rstrip("."), self.env)

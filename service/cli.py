@@ -40,6 +40,17 @@ def main(argv: list[str] | None = None) -> None:
     chaos.add_argument("--faults", default="all", help="comma-separated fault kinds, or all")
     chaos.add_argument("--mode", choices=["verified", "leased"], default="verified")
     chaos.add_argument("--report", default="out/chaos", help="folder for report.json, summary.md, timeline.png")
+    keys = sub.add_parser("keys", help="create, list or revoke API keys (hashed in FENCED_API_KEYS_FILE)")
+    keys_sub = keys.add_subparsers(dest="keys_cmd", required=True)
+    create = keys_sub.add_parser("create", help="create a key and print it (it is shown only this once)")
+    create.add_argument("--tenant", required=True, help="the tenant its requests act for (a-z 0-9 -)")
+    create.add_argument("--scopes", default="read,write", help="comma-separated: read, write, metrics")
+    create.add_argument("--name", required=True, help="a label to list and revoke it by")
+    listing = keys_sub.add_parser("list", help="list the keys (names, tenants, scopes; never the keys)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by name (takes effect within a second)")
+    revoke.add_argument("name")
+    for p in (create, listing, revoke):
+        p.add_argument("--file", help="the keys file (default: FENCED_API_KEYS_FILE)")
     demo = sub.add_parser("demo", help="race Update against Destroy on fresh folders")
     demo.add_argument("--url", action="append", default=[], help="API base URL (repeat per replica)")
     demo.add_argument("--folders", type=int, default=200)
@@ -53,8 +64,10 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.cmd == "serve":
         import uvicorn
-        uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port,
+        uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, log_config=None,
                     workers=args.workers, log_level=settings.log_level.lower(), access_log=False)
+    elif args.cmd == "keys":
+        _keys(args, settings)
     elif args.cmd == "projector":
         from service.projector import run_projector
         asyncio.run(run_projector(settings, rebuild=args.rebuild, until_caught_up=args.until_caught_up))
@@ -90,6 +103,27 @@ def main(argv: list[str] | None = None) -> None:
         result = asyncio.run(run_demo(settings, args.url or ["http://127.0.0.1:8000"], args.folders))
         print(json.dumps(result, indent=2))
         sys.exit(0 if result["verify"]["ok"] and result["invalid_histories"] == 0 else 1)
+
+
+def _keys(args: argparse.Namespace, settings: Settings) -> None:
+    from service import auth
+
+    path = getattr(args, "file", None) or settings.api_keys_file
+    try:
+        if args.keys_cmd == "create":
+            key = auth.create_key(path, args.tenant, frozenset(args.scopes.split(",")), args.name)
+            print(key)
+            print(f"key {args.name!r} for tenant {args.tenant!r} ({args.scopes}) added to {path}; it is not "
+                  "stored anywhere: keep it now", file=sys.stderr)
+        elif args.keys_cmd == "list":
+            for e in auth.KeyFile(path).entries():
+                print(f"{e.name}\t{e.tenant}\t{','.join(sorted(e.scopes))}\tsha256:{e.digest[:12]}")
+        elif args.keys_cmd == "revoke":
+            if not auth.revoke_key(path, args.name):
+                sys.exit(f"fenced: no key named {args.name!r} in {path}")
+            print(f"revoked {args.name!r}")
+    except (auth.KeyFileError, OSError) as e:
+        sys.exit(f"fenced: {e}")
 
 
 if __name__ == "__main__":

@@ -50,6 +50,26 @@ class PayloadTooLarge(FencedError):
     title = "Payload too large"
 
 
+class Unauthorized(FencedError):
+    """No API key, or one that is unknown or revoked (answered with WWW-Authenticate: Bearer)."""
+
+    status = 401
+    title = "Unauthorized"
+
+
+class Forbidden(FencedError):
+    """A valid key without the scope the route needs."""
+
+    status = 403
+    title = "Forbidden"
+
+
+class TooManyRequests(FencedError):
+    status = 429
+    title = "Too many requests"
+    retriable = True
+
+
 class Busy(FencedError):
     status = 503
     title = "Busy"

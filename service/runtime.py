@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from locks import Leases
+from service.auth import KeyFile
 from service.epochs import Epochs
 from service.kafka import Appender, ensure_topics
 from service.metrics import Metrics
 from service.projection import AppliedWatcher, Projection
+from service.ratelimit import TenantLimiter
 from service.redis_client import AutoPipelineRedis
 from service.settings import Settings
 from service.writer import Writer
@@ -35,6 +37,8 @@ class Runtime:
         self.epochs = Epochs(self.leases, self.appender)
         self.writer = Writer(s, self.leases, self.projection, self.watcher, self.appender, self.epochs)
         self.metrics = Metrics(self.writer)
+        self.keys = KeyFile(s.api_keys_file) if s.auth == "keys" else None
+        self.limiter = TenantLimiter(s.rate_limit, s.redis_url) if s.auth == "keys" else None
 
     async def start(self) -> None:
         await ensure_topics(self.settings)

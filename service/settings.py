@@ -47,6 +47,19 @@ class Settings(BaseSettings):
         "Most commands for one stream run as one batch under one lease (group commit)."))
     batch_wait_ms: int = Field(0, ge=0, le=1000, description=(
         "How long a batch waits for more commands once it holds the lease (0: take what is queued)."))
+    auth: Literal["keys", "off"] = Field("keys", description=(
+        "keys: every route but /healthz and /readyz needs an API key (Authorization: Bearer), and "
+        "streams are namespaced by the key's tenant; off: no authentication, no tenants (local use only)."))
+    api_keys_file: str = Field("/etc/fenced/api-keys", description=(
+        "File of hashed API keys (`fenced keys create`); re-read when it changes."))
+    rate_limit: str = Field("1000/second", description=(
+        "Per-tenant request limit in `limits` notation, shared by all replicas through Redis, e.g. "
+        "'1000/second;50000/minute' (empty: no limit). Above it: 429 with Retry-After."))
+    max_json_depth: int = Field(32, ge=2, le=1000, description="Deepest nesting of a command's data (422 above).")
+    max_events_per_command: int = Field(100, ge=1, le=10000, description=(
+        "Most events one command may produce (422 above)."))
+    log_format: Literal["json", "text"] = Field("json", description=(
+        "json: one JSON object per line with the request id; text: human-readable lines."))
     max_body_bytes: int = Field(65536, ge=256, description="Largest accepted request body (413 above).")
     max_id_length: int = Field(128, ge=1, le=1024, description="Longest resource id.")
     idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")

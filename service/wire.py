@@ -30,6 +30,10 @@ H_TOKEN = "ce_fencedtoken"
 H_COMMAND = "ce_fencedcommand"
 H_INDEX = "ce_fencedindex"
 H_COUNT = "ce_fencedcount"
+H_REQUEST_ID = "ce_fencedrequestid"
+"""The id of the HTTP request that wrote the event (informational; the rule ignores it)."""
+H_TRACEPARENT = "ce_traceparent"
+"""W3C trace context of the client's request (CloudEvents distributed-tracing extension)."""
 
 Headers = list[tuple[str, bytes]]
 

@@ -59,7 +59,7 @@ from service.kafka import BATCH_BYTES, Appended, Appender, AppendOutcomeUnknown,
 from service.projection import WRITE_THROUGH, AppliedWatcher, Projection, event_json
 from service.rule import StreamState, Verdict, apply, initial
 from service.settings import Settings
-from service.wire import Headers, Record, encode_value, event_headers, fence_headers
+from service.wire import H_REQUEST_ID, H_TRACEPARENT, Headers, Record, encode_value, event_headers, fence_headers
 
 log = logging.getLogger("fenced.writer")
 Body = dict[str, Any]
@@ -75,6 +75,18 @@ class Request:
     command_id: str
     fault: str | None = None
     """A fault to inject (honoured only with FENCED_FAULT_INJECTION=true)."""
+    request_id: str | None = None
+    """The HTTP request's id, carried by the events as ``ce_fencedrequestid``."""
+    traceparent: str | None = None
+    """The client's W3C trace context, carried as ``ce_traceparent``."""
+
+    def trace_headers(self) -> list[tuple[str, bytes]]:
+        out = []
+        if self.request_id:
+            out.append((H_REQUEST_ID, self.request_id.encode()))
+        if self.traceparent:
+            out.append((H_TRACEPARENT, self.traceparent.encode()))
+        return out
 
     @property
     def stream(self) -> str:
@@ -330,6 +342,12 @@ class Writer:
                 answers.append((p, InvalidInput(f"the command's events are invalid: {err}",
                                                 current_version=state.version)))
                 continue
+            if len(events) > self.settings.max_events_per_command:
+                answers.append((p, InvalidInput(
+                    f"the command would record {len(events)} events; at most "
+                    f"{self.settings.max_events_per_command} are allowed (FENCED_MAX_EVENTS_PER_COMMAND)",
+                    current_version=state.version)))
+                continue
             if not events:  # the decider accepts the command but has nothing to record
                 answers.append((p, self._body(req, state.version, [])))
                 continue
@@ -337,7 +355,7 @@ class Writer:
                 (encode_value(e.data),
                  event_headers(source=self.settings.source, subject=rid, event_type=e.type,
                                version=state.version + 1 + i, token=lease.token, command=req.command_id,
-                               index=i, count=len(events)))
+                               index=i, count=len(events), extra=req.trace_headers()))
                 for i, e in enumerate(events)]
             planned.append(_Planned(p, recs, state.version + 1, len(records)))
             records += recs

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,7 +22,10 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {}
     if (retry := extra.get("retry_after")) is not None:
-        headers["Retry-After"] = str(max(1, round(retry)))
+        headers["Retry-After"] = str(max(1, math.ceil(retry)))
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="fenced"'
+
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 

@@ -12,8 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from locks import META_KEY
-from service import domain
-from service.api.deps import RuntimeDep
+from service import domain, logs
+from service.api.deps import MetricsReader, Reader, RuntimeDep, Writer
+from service.auth import Principal
 from service.errors import InvalidInput, NotFound
 from service.writer import Request as WriteRequest
 from service.writer import new_command_id
@@ -81,33 +82,60 @@ def _check(rt: RuntimeDep, resource_type: str, resource_id: str) -> domain.Decid
     return decider
 
 
+def stream_id(principal: Principal, resource_id: str) -> str:
+    """The stream's key in Kafka and Redis: the id, namespaced ``<tenant>/<id>`` when the API
+    serves tenants (ids cannot contain '/', so the two never collide)."""
+    return resource_id if principal.tenant is None else f"{principal.tenant}/{resource_id}"
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(v, dict):
+            stack.extend((x, depth + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, depth + 1) for x in v)
+    return False
+
+
 TypePath = Annotated[str, Path(description="Resource type, e.g. folders.")]
 IdPath = Annotated[str, Path(description="Resource id (A-Z a-z 0-9 . _ ~ -).")]
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"description": text, "content": {"application/problem+json": {}}}
-    for code, text in [(404, "Unknown type or resource"), (409, "Conflict"), (410, "Destroyed"),
-                       (413, "Body too large"), (422, "Invalid input"), (503, "Busy or outcome unknown")]}
+    for code, text in [(401, "No valid API key"), (403, "The key lacks the scope"),
+                       (404, "Unknown type or resource"), (409, "Conflict"), (410, "Destroyed"),
+                       (413, "Body too large"), (422, "Invalid input"), (429, "Over the tenant's rate limit"),
+                       (503, "Busy or outcome unknown")]}
 
 
 @router.post("/{resource_type}/{resource_id}/commands", status_code=201, response_model=CommandOut,
              responses=ERRORS)
-async def send_command(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath, body: CommandIn,
-                       idempotency_key: Annotated[str | None, Header()] = None,
+async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePath, resource_id: IdPath,
+                       body: CommandIn, idempotency_key: Annotated[str | None, Header()] = None,
                        x_fenced_fault: Annotated[str | None, Header(include_in_schema=False)] = None,
                        ) -> dict[str, Any]:
     _check(rt, resource_type, resource_id)
     if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
-    req = WriteRequest(resource_type, resource_id, body.name, body.data, body.expected_version,
-                       idempotency_key or new_command_id(), x_fenced_fault)
+    if json_depth_exceeds(body.data, rt.settings.max_json_depth - 1):
+        raise InvalidInput(f"'data' nests deeper than {rt.settings.max_json_depth} levels "
+                           "(FENCED_MAX_JSON_DEPTH)")
+    ctx = logs.current.get()
+    req = WriteRequest(resource_type, stream_id(principal, resource_id), body.name, body.data,
+                       body.expected_version, idempotency_key or new_command_id(), x_fenced_fault,
+                       request_id=ctx.request_id if ctx else None, traceparent=ctx.traceparent if ctx else None)
     return await rt.writer.execute(req)
 
 
 @router.get("/{resource_type}/{resource_id}", response_model=ResourceOut, responses=ERRORS)
-async def get_resource(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath,
+async def get_resource(rt: RuntimeDep, principal: Reader, resource_type: TypePath, resource_id: IdPath,
                        response: Response) -> dict[str, Any]:
     decider = _check(rt, resource_type, resource_id)
-    st = await rt.projection.load(decider, f"{resource_type}:{resource_id}")
+    st = await rt.projection.load(decider, f"{resource_type}:{stream_id(principal, resource_id)}")
     if st.version == 0:
         raise NotFound(f"{resource_type} {resource_id!r} does not exist")
     response.headers["ETag"] = f'"{st.version}"'
@@ -116,11 +144,11 @@ async def get_resource(rt: RuntimeDep, resource_type: TypePath, resource_id: IdP
 
 
 @router.get("/{resource_type}/{resource_id}/events", response_model=HistoryOut, responses=ERRORS)
-async def get_events(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPath,
+async def get_events(rt: RuntimeDep, principal: Reader, resource_type: TypePath, resource_id: IdPath,
                      from_version: Annotated[int, Query(ge=1)] = 1,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     decider = _check(rt, resource_type, resource_id)
-    stream = f"{resource_type}:{resource_id}"
+    stream = f"{resource_type}:{stream_id(principal, resource_id)}"
     st = await rt.projection.load(decider, stream)
     if st.version == 0:
         raise NotFound(f"{resource_type} {resource_id!r} does not exist")
@@ -131,7 +159,7 @@ async def get_events(rt: RuntimeDep, resource_type: TypePath, resource_id: IdPat
 
 
 @health.get("/metrics", include_in_schema=False)
-async def metrics(rt: RuntimeDep) -> Response:
+async def metrics(rt: RuntimeDep, principal: MetricsReader) -> Response:
     """Prometheus metrics of this replica."""
     return Response(generate_latest(rt.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
