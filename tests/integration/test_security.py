@@ -141,8 +141,9 @@ async def test_keys_are_hashed_at_rest_and_created_or_revoked_without_a_restart(
     for key in (keys.acme, keys.globex, keys.ops):
         assert key not in text and key[3:] not in text
     env = {"FENCED_API_KEYS_FILE": str(keys.path), "PATH": "/usr/bin:/bin"}
-    made = subprocess.run([sys.executable, "-m", "service.cli", "keys", "create", "--tenant", "initech",
-                           "--name", f"new-{uuid.uuid4().hex[:6]}"], env=env, capture_output=True, text=True)
+    made = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "service.cli", "keys", "create", "--tenant", "initech",
+                         "--name", f"new-{uuid.uuid4().hex[:6]}"], env=env, capture_output=True, text=True)
     assert made.returncode == 0, made.stderr
     new_key = made.stdout.strip()
     name = made.stderr.split("'")[1]
@@ -156,8 +157,8 @@ async def test_keys_are_hashed_at_rest_and_created_or_revoked_without_a_restart(
                 break
             await asyncio.sleep(0.2)
         assert r.status_code == 201, r.text
-        revoked = subprocess.run([sys.executable, "-m", "service.cli", "keys", "revoke", name], env=env,
-                                 capture_output=True, text=True)
+        revoked = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "service.cli", "keys", "revoke",
+                                                           name], env=env, capture_output=True, text=True)
         assert revoked.returncode == 0, revoked.stderr
         deadline = time.monotonic() + 5
         while (await http.get(f"/v1/folders/{rid}", headers=auth(new_key))).status_code != 401:
