@@ -9,7 +9,18 @@ See sdk/README.md.
 
 from sdk.aio import AsyncFencedClient
 from sdk.client import FencedClient
-from sdk.errors import Busy, Conflict, FencedError, Gone, InvalidInput, NotFound, OutcomeUnknown
+from sdk.errors import (
+    Busy,
+    Conflict,
+    FencedError,
+    Forbidden,
+    Gone,
+    InvalidInput,
+    NotFound,
+    OutcomeUnknown,
+    RateLimited,
+    Unauthorized,
+)
 from sdk.models import CommandResult, Event, EventRef, Resource
 from sdk.retry import RetryPolicy
 
@@ -22,10 +33,13 @@ __all__ = [
     "EventRef",
     "FencedClient",
     "FencedError",
+    "Forbidden",
     "Gone",
     "InvalidInput",
     "NotFound",
     "OutcomeUnknown",
+    "RateLimited",
     "Resource",
     "RetryPolicy",
+    "Unauthorized",
 ]

@@ -10,7 +10,7 @@ from typing import Any, Self
 
 import httpx
 
-from sdk.base import DEFAULT_URL, FOLDERS, USER_AGENT, BaseClient
+from sdk.base import DEFAULT_URL, FOLDERS, BaseClient, base_headers
 from sdk.models import CommandResult, Event, Resource
 from sdk.protocol import (
     Call,
@@ -36,14 +36,15 @@ class AsyncFencedClient(BaseClient):
 
     def __init__(self, base_url: str | Sequence[str] = DEFAULT_URL, *, deadline: float = 30.0,
                  attempt_timeout: float = 15.0, backoff_base: float = 0.05, backoff_cap: float = 2.0,
-                 headers: Mapping[str, str] | None = None, transport: httpx.AsyncBaseTransport | None = None,
+                 api_key: str | None = None, headers: Mapping[str, str] | None = None,
+                 transport: httpx.AsyncBaseTransport | None = None,
                  clock: Callable[[], float] | None = None, sleep: Callable[[float], Awaitable[None]] | None = None,
                  rng: random.Random | None = None) -> None:
         super().__init__(base_url, deadline=deadline, attempt_timeout=attempt_timeout, backoff_base=backoff_base,
                          backoff_cap=backoff_cap, clock=clock, rng=rng)
         self._sleep = sleep or asyncio.sleep
         self._http = httpx.AsyncClient(transport=transport, timeout=attempt_timeout,
-                                       headers={"User-Agent": USER_AGENT, **(headers or {})})
+                                       headers=base_headers(api_key, headers))
 
     async def __aenter__(self) -> Self:
         return self

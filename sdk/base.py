@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from sdk.protocol import Call
 from sdk.retry import Attempts, RetryPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 USER_AGENT = "fenced-sdk/0.1"
+
+
+def base_headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers every request of a client carries: its User-Agent and, given a key, its
+    ``Authorization: Bearer`` (``fenced keys create`` makes keys)."""
+    out = {"User-Agent": USER_AGENT}
+    if api_key is not None:
+        out["Authorization"] = f"Bearer {api_key}"
+    return {**out, **(headers or {})}
 FOLDERS = "folders"
 
 

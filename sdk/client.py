@@ -10,7 +10,7 @@ from typing import Any, Self
 
 import httpx
 
-from sdk.base import DEFAULT_URL, FOLDERS, USER_AGENT, BaseClient
+from sdk.base import DEFAULT_URL, FOLDERS, BaseClient, base_headers
 from sdk.models import CommandResult, Event, Resource
 from sdk.protocol import (
     Call,
@@ -36,13 +36,14 @@ class FencedClient(BaseClient):
 
     def __init__(self, base_url: str | Sequence[str] = DEFAULT_URL, *, deadline: float = 30.0,
                  attempt_timeout: float = 15.0, backoff_base: float = 0.05, backoff_cap: float = 2.0,
-                 headers: Mapping[str, str] | None = None, transport: httpx.BaseTransport | None = None,
+                 api_key: str | None = None, headers: Mapping[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None,
                  clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
                  rng: random.Random | None = None) -> None:
         super().__init__(base_url, deadline=deadline, attempt_timeout=attempt_timeout, backoff_base=backoff_base,
                          backoff_cap=backoff_cap, clock=clock, rng=rng)
         self._sleep = sleep or time.sleep
-        self._http = httpx.Client(transport=transport, headers={"User-Agent": USER_AGENT, **(headers or {})},
+        self._http = httpx.Client(transport=transport, headers=base_headers(api_key, headers),
                                   timeout=attempt_timeout)
 
     def __enter__(self) -> Self:

@@ -61,6 +61,20 @@ class InvalidInput(FencedError):
     too large). Sending the same request again cannot succeed."""
 
 
+class Unauthorized(FencedError):
+    """401: no API key, or one that is unknown or revoked. Pass ``api_key=`` to the client."""
+
+
+class Forbidden(FencedError):
+    """403: the API key lacks the scope (read, write, metrics) the call needs."""
+
+
+class RateLimited(FencedError):
+    """429: the tenant is over its rate limit. Retried after the answer's Retry-After."""
+
+    retriable = True
+
+
 class Busy(FencedError):
     """503 "Busy" or "Unavailable": the command was not applied (the resource is
     contended, or Redis/Kafka/the projection is not available). Safe to retry."""
@@ -76,8 +90,8 @@ class OutcomeUnknown(FencedError):
     retriable = True
 
 
-_BY_STATUS: Mapping[int, type[FencedError]] = {404: NotFound, 409: Conflict, 410: Gone, 413: InvalidInput,
-                                               422: InvalidInput}
+_BY_STATUS: Mapping[int, type[FencedError]] = {401: Unauthorized, 403: Forbidden, 404: NotFound, 409: Conflict,
+                                               410: Gone, 413: InvalidInput, 422: InvalidInput, 429: RateLimited}
 
 
 GATEWAY_LOST = frozenset({502, 504})

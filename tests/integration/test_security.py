@@ -236,3 +236,18 @@ def test_a_tenant_over_its_rate_limit_gets_429_with_retry_after_on_every_replica
         assert other.status_code == 404, "another tenant has its own budget"
     finally:
         stack.stop()
+
+
+def test_the_sdk_sends_its_api_key_and_maps_401_and_403(secure: Stack, keys: Keys) -> None:
+    from sdk import FencedClient, Forbidden, Unauthorized
+
+    rid = fid()
+    with FencedClient(secure.urls, api_key=keys.acme, deadline=10) as c:
+        assert c.create(rid, "via sdk").version == 1
+        assert c.get("folders", rid).state["name"] == "via sdk"
+    with FencedClient(secure.urls, deadline=10) as c, pytest.raises(Unauthorized):
+        c.get("folders", rid)
+    with FencedClient(secure.urls, api_key=keys.acme_reader, deadline=10) as c:
+        assert c.get("folders", rid).version == 1
+        with pytest.raises(Forbidden):
+            c.update(rid, "nope")
