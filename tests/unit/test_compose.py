@@ -229,7 +229,7 @@ def test_secrets_are_required_never_defaulted() -> None:
     # argument and every password in a URL is a ${VAR:?...} interpolation.
     for name, svc in _services().items():
         for key, value in _environment(svc).items():
-            if SECRET_NAME.search(key):
+            if SECRET_NAME.search(key) and not (key.endswith("_FILE") and value.startswith("/run/secrets/")):
                 assert REQUIRED_VAR.match(value), f"{name}.{key} is a literal secret"
             for password in re.findall(r"^[a-z]+s?://[^:/@]*:([^@]+)@", value):
                 assert REQUIRED_VAR.match(password), f"{name}.{key} has a literal password"
@@ -237,6 +237,19 @@ def test_secrets_are_required_never_defaulted() -> None:
         for i, arg in enumerate(command[:-1]):
             if arg == "--requirepass":
                 assert REQUIRED_VAR.match(command[i + 1]), f"{name}: literal requirepass"
+
+
+def test_the_api_requires_keys_from_a_docker_secret() -> None:
+    """Secure by default: authentication on, the hashed keys file mounted as a secret whose
+    source path must be given (no default), the API replicas (only) reading it."""
+    data = _compose()
+    env = _environment(_services()["api"])
+    assert env["FENCED_AUTH"] == "keys"
+    secret = env["FENCED_API_KEYS_FILE"].removeprefix("/run/secrets/")
+    assert secret in data["secrets"] and secret in _services()["api"]["secrets"]
+    assert REQUIRED_VAR.match(data["secrets"][secret]["file"])
+    assert "secrets" not in _services()["projector"]
+    assert env["FENCED_RATE_LIMIT"]
 
 
 def test_fenced_env_vars_are_settings_fields() -> None:
@@ -355,10 +368,12 @@ def test_docker_compose_config_validates(tmp_path: Path) -> None:
     base = [*cli, "--project-directory", str(ROOT), "--env-file", str(empty_env_file),
             "-f", str(COMPOSE), "config", "-q"]
     env = {k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"}
-    ok = subprocess.run(base, env={**env, "REDIS_PASSWORD": "test-only"}, capture_output=True,
-                        text=True, timeout=120, check=False)
+    keys = tmp_path / "api-keys"
+    keys.write_text("", encoding="utf-8")
+    ok = subprocess.run(base, env={**env, "REDIS_PASSWORD": "test-only", "API_KEYS_FILE": str(keys)},
+                        capture_output=True, text=True, timeout=120, check=False)
     assert ok.returncode == 0, ok.stderr
-    unset = subprocess.run(base, env=env, capture_output=True, text=True, timeout=120,
+    unset = subprocess.run(base, env={**env, "API_KEYS_FILE": str(keys)}, capture_output=True, text=True, timeout=120,
                            check=False)
     assert unset.returncode != 0, "compose must refuse to start without REDIS_PASSWORD"
     assert "REDIS_PASSWORD" in unset.stderr
