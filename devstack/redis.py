@@ -41,6 +41,8 @@ class RedisServer:
     port: int = 6379
     appendfsync: str = "everysec"
     replicaof: int | None = None
+    extra_args: list[str] = field(default_factory=list)
+    """More redis-server arguments (e.g. TLS, ACL users)."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -61,6 +63,7 @@ class RedisServer:
                 "--logfile", str(self.log_file)]
         if self.replicaof is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replicaof)]
+        args += self.extra_args
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout
