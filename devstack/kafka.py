@@ -83,6 +83,16 @@ log.flush.interval.messages=9223372036854775807
 """
 
 
+SASL_PROPERTIES = """\
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=\\
+  org.apache.kafka.common.security.scram.ScramLoginModule required;
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+"""
+
+
 async def _cluster_ready(bootstrap: str) -> bool:
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -120,6 +130,11 @@ class KafkaBroker:
     jars: Path = DEFAULT_CACHE
     advertised_port: int | None = None
     """Advertise another port (a proxy in front of the broker) to clients."""
+    sasl_port: int | None = None
+    """Also listen with SASL_PLAINTEXT/SCRAM-SHA-512 there, with ACLs enforced (the PLAINTEXT
+    listener stays the harness's super-user door: readiness, test setup)."""
+    scram_users: dict[str, str] = field(default_factory=dict)
+    """SCRAM-SHA-512 users (name: password) created when the data folder is formatted."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -151,9 +166,11 @@ class KafkaBroker:
                              capture_output=True, text=True)
         if cid.returncode != 0:
             raise StackError(f"Kafka StorageTool failed: {cid.stderr.strip()[-300:]}")
+        scram = [arg for name, password in self.scram_users.items()
+                 for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
         fmt = subprocess.run(
             self._java("kafka.tools.StorageTool", "format", "-t", cid.stdout.strip(),
-                       "-c", str(props), "--standalone", heap="256m"),
+                       "-c", str(props), "--standalone", *scram, heap="256m"),
             capture_output=True, text=True,
         )
         if fmt.returncode != 0:
@@ -167,9 +184,16 @@ class KafkaBroker:
         require_free_port(self.controller_port, "the Kafka controller", "FENCED_KAFKA_CONTROLLER_PORT")
         self.root.mkdir(parents=True, exist_ok=True)
         props = self.root / "server.properties"
-        props.write_text(SERVER_PROPERTIES.format(
-            port=self.port, aport=self.advertised_port or self.port, cport=self.controller_port,
-            data=self.data_dir))
+        text = SERVER_PROPERTIES.format(port=self.port, aport=self.advertised_port or self.port,
+                                        cport=self.controller_port, data=self.data_dir)
+        if self.sasl_port is not None:
+            require_free_port(self.sasl_port, "the Kafka SASL listener", "FENCED_KAFKA_PORT")
+            sasl = f"SASL_PLAINTEXT://127.0.0.1:{self.sasl_port}"
+            text = text.replace("\nlisteners=", f"\nlisteners={sasl},").replace(
+                "\nadvertised.listeners=", f"\nadvertised.listeners={sasl},").replace(
+                "\nlistener.security.protocol.map=", "\nlistener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,")
+            text += SASL_PROPERTIES
+        props.write_text(text)
         self._format(props)
         log = self.log_file.open("ab")
         self.proc = subprocess.Popen(

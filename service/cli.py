@@ -51,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     revoke.add_argument("name")
     for p in (create, listing, revoke):
         p.add_argument("--file", help="the keys file (default: FENCED_API_KEYS_FILE)")
+    acls = sub.add_parser("kafka-acls", help="print the kafka-acls.sh commands a deployment needs")
+    acls.add_argument("--principal", default="User:fenced", help="fenced's Kafka principal")
+    acls.add_argument("--reader", help="also grant read-only access to this principal (e.g. User:billing)")
+    acls.add_argument("--reader-group", default="", help="consumer group prefix of the reader")
     demo = sub.add_parser("demo", help="race Update against Destroy on fresh folders")
     demo.add_argument("--url", action="append", default=[], help="API base URL (repeat per replica)")
     demo.add_argument("--folders", type=int, default=200)
@@ -68,6 +72,14 @@ def main(argv: list[str] | None = None) -> None:
                     workers=args.workers, log_level=settings.log_level.lower(), access_log=False)
     elif args.cmd == "keys":
         _keys(args, settings)
+    elif args.cmd == "kafka-acls":
+        from service.kafka_acls import fenced_acls, reader_acls
+        print("# only fenced may write the event topics: a forged record with a huge token fences a stream for ever")
+        for acl in fenced_acls(settings):
+            print(acl.command(args.principal, settings.kafka_bootstrap))
+        if args.reader:
+            for acl in reader_acls(settings, args.reader_group or args.reader.split(":")[-1]):
+                print(acl.command(args.reader, settings.kafka_bootstrap))
     elif args.cmd == "projector":
         from service.projector import run_projector
         asyncio.run(run_projector(settings, rebuild=args.rebuild, until_caught_up=args.until_caught_up))
