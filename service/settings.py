@@ -60,7 +60,8 @@ class Settings(BaseSettings):
         "Most events one command may produce (422 above)."))
     log_format: Literal["json", "text"] = Field("json", description=(
         "json: one JSON object per line with the request id; text: human-readable lines."))
-    max_body_bytes: int = Field(65536, ge=256, description="Largest accepted request body (413 above).")
+    max_body_bytes: int = Field(65536, ge=256, le=512 * 1024, description=(
+        "Largest accepted request body (413 above); at most 512 KiB, so a command's events fit one record batch."))
     max_id_length: int = Field(128, ge=1, le=1024, description="Longest resource id.")
     idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")
     projector_group: str = Field("fenced-projector", description="Consumer group of the projector.")
