@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import shutil
 import tempfile
@@ -30,6 +31,21 @@ from devstack.stack import Stack
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.writer import Request, new_command_id
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (and its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes(stack: Stack) -> dict[str, int]:
+    pids = {"writer (this process)": os.getpid(), "projector": stack.services.pid("projector")}
+    if stack.kafka.pid is not None:
+        pids["kafka broker"] = stack.kafka.pid
+    if stack.redis.pid is not None:
+        pids["redis-server"] = stack.redis.pid
+    return pids
 
 
 def redis_calls(port: int) -> dict[str, int]:
@@ -59,6 +75,8 @@ async def drive(stack: Stack, seconds: float, hot: bool, profiler: Any) -> None:
                     created.add(f)
                 statuses[str(e.status)] = statuses.get(str(e.status), 0) + 1
 
+    pids = processes(stack)
+    cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     before = redis_calls(stack.redis.port)
     batches0 = rt.writer.counters["batches"]
     kafka0 = (rt.appender.batches, rt.appender.appends)
@@ -71,6 +89,7 @@ async def drive(stack: Stack, seconds: float, hot: bool, profiler: Any) -> None:
     if profiler is not None:
         profiler.stop()
     after = redis_calls(stack.redis.port)
+    cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
     batches = rt.writer.counters["batches"] - batches0
     kafka = (rt.appender.batches - kafka0[0], rt.appender.appends - kafka0[1])
     pipes = (rt.redis.pipelines - redis0[0], rt.redis.pipelined_commands - redis0[1])
@@ -82,11 +101,15 @@ async def drive(stack: Stack, seconds: float, hot: bool, profiler: Any) -> None:
     calls = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     total = sum(calls.values())
     top = sorted(calls.items(), key=lambda kv: -kv[1])[:10]
+    print("CPU per accepted command: " + ", ".join(
+        f"{name} {1000 * secs / max(ok, 1):.2f} ms" for name, secs in sorted(cpu.items(), key=lambda kv: -kv[1]))
+        + f"; total {1000 * sum(cpu.values()) / max(ok, 1):.2f} ms ({sum(cpu.values()) / elapsed:.2f} cores busy)")
     print(f"redis commands per accepted command (the projector's included): {total / max(ok, 1):.1f}: "
           + ", ".join(f"{k} {v / max(ok, 1):.2f}" for k, v in top))
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the profile; see the module's docstring."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--hot", action="store_true", help="every task on 3 folders")

@@ -196,10 +196,9 @@ class Projection:
         return [None if raw is None else dict(json.loads(raw)) for raw in raws]
 
     async def save_answers(self, stream: str, answers: Sequence[tuple[str, Mapping[str, Any]]], ttl_s: int) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for key, answer in answers:
-            pipe.set(f"{stream_key(stream)}:k:{key}", json.dumps(answer), ex=ttl_s)
-        await pipe.execute()
+        """Issued together, so an auto-pipelining client sends them with whatever else is pending."""
+        await asyncio.gather(*(self.redis.set(f"{stream_key(stream)}:k:{key}", json.dumps(answer), ex=ttl_s)
+                               for key, answer in answers))
 
 
 class AppliedWatcher:
