@@ -44,7 +44,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, "HTTP error", str(exc.detail))
+        response = problem(exc.status_code, "HTTP error", str(exc.detail))
+        response.headers.update(exc.headers or {})  # e.g. the Allow of a 405 (RFC 9110)
+        return response
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

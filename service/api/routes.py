@@ -110,10 +110,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
                        (404, "Unknown type or resource"), (409, "Conflict"), (410, "Destroyed"),
                        (413, "Body too large"), (422, "Invalid input"), (429, "Over the tenant's rate limit"),
                        (503, "Busy or outcome unknown")]}
+# FastAPI's own answer to a body it cannot decode (not UTF-8), before any route code runs
+BAD_BODY: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Body cannot be decoded", "content": {"application/problem+json": {}}}}
 
 
 @router.post("/{resource_type}/{resource_id}/commands", status_code=201, response_model=CommandOut,
-             responses=ERRORS)
+             responses={**BAD_BODY, **ERRORS})
 async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePath, resource_id: IdPath,
                        body: CommandIn, idempotency_key: Annotated[str | None, Header()] = None,
                        x_fenced_fault: Annotated[str | None, Header(include_in_schema=False)] = None,
