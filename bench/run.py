@@ -13,6 +13,7 @@ everything shares its cores, so compare within one run, not across runs.
   P4  projector rebuild from offset 0, records/s / a plain aiokafka consumer of the topic
   P5  writer core in-process (Runtime + Writer.execute, no HTTP) / plain aiokafka
       produce of the same event records (acks=all, idempotent, send_and_wait)
+  A1  fenced with API keys and a per-tenant rate limit / fenced with FENCED_AUTH=off (HTTP)
 
     python -m bench.run --quick     # make bench QUICK=1: 2 rounds of 4 s, a few minutes
     python -m bench.run             # 3 rounds of 8 s, plus P1 from 1k to 1M folders
@@ -53,6 +54,7 @@ from devstack.errors import StackError
 from devstack.proc import free_port, stop_process, tail
 from devstack.stack import Stack
 from service.api.routes import CommandIn, CommandOut, IdPath, TypePath
+from service.auth import create_key
 from service.domain import folders  # noqa: F401 - registers the reference type
 from service.errors import FencedError
 from service.settings import Settings
@@ -60,7 +62,7 @@ from service.wire import encode_value, event_headers, partition_for
 from service.writer import Request, new_command_id
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = {"P1": 0.5, "P2 uniform": 2.0, "P2 hot": 5.0, "P3": 0.5, "P4": 0.5, "P5": 0.25}
+TARGETS = {"A1": 0.9, "P1": 0.5, "P2 uniform": 2.0, "P2 hot": 5.0, "P3": 0.5, "P4": 0.5, "P5": 0.25}
 CLIENTS = 64
 HOT_FOLDERS = 3
 REBUILD_DB = 15  # the stacks use Redis dbs from 1 up (devstack.stack), the rebuilds this one
@@ -215,9 +217,10 @@ class RawConnection:
     requests on this machine (see bench/README.md), so httpx would measure itself.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, api_key: str | None = None) -> None:
         host, _, port = url.removeprefix("http://").rpartition(":")
         self.host, self.port = host, int(port)
+        self.auth = f"authorization: Bearer {api_key}\r\n" if api_key else ""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
@@ -225,7 +228,7 @@ class RawConnection:
         if self.reader is None or self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         try:
-            self.writer.write(f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+            self.writer.write(f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n{self.auth}"
                               f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
                               .encode() + body)
             await self.writer.drain()
@@ -245,12 +248,13 @@ class RawConnection:
         self.reader = self.writer = None
 
 
-def http_system(urls: list[str], space: Keyspace, client: str = "raw") -> Measure:
-    """POST commands through the HTTP API with 64 concurrent clients; the rate counts 201s."""
+def http_system(urls: list[str], space: Keyspace, client: str = "raw", api_key: str | None = None) -> Measure:
+    """POST commands through the HTTP API with 64 concurrent clients; the rate counts 201s.
+    ``api_key`` is sent by the raw client only (the A1 comparison uses it)."""
     async def measure(seconds: float) -> Sample:
         latencies: list[float] = []
         status: dict[str, int] = {}
-        conns = [RawConnection(urls[w % len(urls)]) for w in range(CLIENTS)]
+        conns = [RawConnection(urls[w % len(urls)], api_key) for w in range(CLIENTS)]
         limits = httpx.Limits(max_connections=CLIENTS * 2, max_keepalive_connections=CLIENTS * 2)
         hx = httpx.AsyncClient(timeout=30, limits=limits) if client == "httpx" else None
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CLIENTS * 2),
@@ -525,8 +529,8 @@ async def phase_rebuild(stack: Stack, args: argparse.Namespace) -> list[Ratio]:
 # ---------------------------------------------------------------- the run
 
 def http_phase(stacks: dict[str, Stack], noop: list[str], pg: list[str] | None, args: argparse.Namespace,
-               ) -> list[Ratio]:
-    """P1 (both modes, and in full mode 1k..1M folders), P3 and P2, all through HTTP."""
+               secure: tuple[Stack, str] | None = None) -> list[Ratio]:
+    """P1 (both modes, and in full mode 1k..1M folders), A1, P3 and P2, all through HTTP."""
     ratios: list[Ratio] = []
 
     def hs(urls: list[str], space: Keyspace) -> Measure:
@@ -552,6 +556,16 @@ def http_phase(stacks: dict[str, Stack], noop: list[str], pg: list[str] | None, 
             ratios.append(Ratio("P1", f"http efficiency, verified, {label} folders", TARGETS["P1"],
                                 "fenced verified", "no-op", "accepted/s", res[f"fenced verified {n // 1000}k"],
                                 res["no-op"], "folder ids drawn from this many; not preloaded", "req/s"))
+    if "A1" in wanted and secure is not None:
+        systems = {"fenced verified": hs(stacks["verified"].urls, Keyspace("a-", 10_000)),
+                   "fenced verified + keys": http_system(secure[0].urls, Keyspace("k-", 10_000), "raw", secure[1])}
+        print(f"A1: {', '.join(systems)}", flush=True)
+        res = asyncio.run(rotate(systems, args.rounds, args.seconds, args.warmup))
+        ratios.append(Ratio("A1", "authentication + rate limit", TARGETS["A1"], "fenced verified, API key + "
+                            "per-tenant rate limit", "fenced verified, FENCED_AUTH=off", "accepted/s",
+                            res["fenced verified + keys"], res["fenced verified"],
+                            "our own bar: the key check, tenant namespacing and the Redis-counted rate limit "
+                            "(100k/s, never reached) cost at most 10%"))
     if "P3" in wanted or "P2" in wanted:
         st = stacks["verified"]
         systems = {"fenced uniform": hs(st.urls, uniform["verified"]),
@@ -616,13 +630,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             cleanup.callback(redis.stop)
             redis.start()
             stacks: dict[str, Stack] = {}
+            secure: tuple[Stack, str] | None = None
             for mode in ("verified", "leased"):
                 stack = Stack(root / "stacks", kafka, redis, ack_mode=mode, extra_env=env)
                 cleanup.callback(stack.stop)
                 stacks[mode] = stack.start()
+            if "A1" in args.only:  # authentication on, and a rate limit high enough never to bite
+                keys = root / "api-keys"
+                key = create_key(keys, "bench", frozenset({"read", "write"}), "bench")
+                stack = Stack(root / "stacks", kafka, redis, extra_env={
+                    **env, "FENCED_AUTH": "keys", "FENCED_API_KEYS_FILE": str(keys),
+                    "FENCED_RATE_LIMIT": "100000/second"})
+                cleanup.callback(stack.stop)
+                secure = (stack.start(), key)
             noop = cleanup.enter_context(uvicorn_servers(root, "noop", "bench.run:noop_app", 2, {}))
-            for mode, stack in stacks.items():  # the broker's JIT and caches warm up before any window counts
-                w = asyncio.run(http_system(stack.urls, Keyspace("w-", 10_000), args.client)(args.stack_warmup))
+            warm = {mode: http_system(st.urls, Keyspace("w-", 10_000), args.client) for mode, st in stacks.items()}
+            if secure is not None:
+                warm["keys"] = http_system(secure[0].urls, Keyspace("w-", 10_000), "raw", secure[1])
+            for mode, system in warm.items():  # the broker's JIT and caches warm up before any window counts
+                w = asyncio.run(system(args.stack_warmup))
                 print(f"  warm-up {mode}: {w.rate:,.0f} accepted/s over {args.stack_warmup:g} s (not counted)",
                       flush=True)
             pg_urls: list[str] | None = None
@@ -631,7 +657,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     pg_urls = cleanup.enter_context(start_postgres(root))
                 except Exception as e:  # noqa: BLE001 - any failure is reported as "not measured"
                     notes.append(f"P2 postgres: not measured ({type(e).__name__}: {str(e).strip()[:300]})")
-            ratios += http_phase(stacks, noop, pg_urls, args)
+            ratios += http_phase(stacks, noop, pg_urls, args, secure)
             if "P5" in args.only:
                 print("P5: writer core vs aiokafka produce", flush=True)
                 ratios += asyncio.run(phase_core(stacks, args))
@@ -673,7 +699,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=None, help="rounds per comparison (default 3; quick 2)")
     ap.add_argument("--seconds", type=float, default=None, help="length of one window (default 8; quick 4)")
     ap.add_argument("--rebuild-records", type=int, default=None, help="records in P4's topic (default 50k; quick 20k)")
-    ap.add_argument("--only", default="P1,P2,P3,P4,P5", help="comma-separated subset, e.g. P1,P4")
+    ap.add_argument("--only", default="P1,P2,P3,P4,P5,A1", help="comma-separated subset, e.g. P1,P4")
     ap.add_argument("--client", choices=("raw", "aiohttp", "httpx"), default="raw",
                     help="HTTP load generator: asyncio keep-alive connections (default), aiohttp or httpx")
     ap.add_argument("--out", type=Path, default=Path("out/bench"))
@@ -689,7 +715,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.monotonic()
     result = run(args)
     ratios: list[Ratio] = result["ratios"]
-    order = {k: i for i, k in enumerate(("P1", "P2", "P3", "P4", "P5"))}
+    order = {k: i for i, k in enumerate(("P1", "P2", "P3", "P4", "P5", "A1"))}
     ratios.sort(key=lambda r: order[r.key])
     machine = f"{os.cpu_count()} cores, Python {sys.version.split()[0]}, {platform.platform()}"
     command = "python -m bench.run" + (" --quick" if args.quick else "")

@@ -196,7 +196,10 @@ class Writer:
             while self._drop_settled(queue):
                 await self._hold_and_run(stream, queue)
         except BaseException as e:
-            err = e if isinstance(e, FencedError) else Unavailable(f"internal error: {e!r}", retry_after_s=1)
+            if isinstance(e, asyncio.CancelledError):
+                err: FencedError = Unavailable("the replica is shutting down", retry_after_s=1)
+            else:
+                err = e if isinstance(e, FencedError) else Unavailable(f"internal error: {e!r}", retry_after_s=1)
             for p in queue.commands:
                 p.fail(err)
             queue.commands.clear()
