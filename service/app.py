@@ -17,7 +17,6 @@ from service.api.deps import Reader
 from service.api.limits import BodyLimit
 from service.api.routes import health, router
 from service.domain import folders  # noqa: F401 - registers the reference type
-from service.metrics import RequestMetrics
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -62,7 +61,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="fenced API")
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestMetrics)
     app.add_middleware(logs.RequestLog)
     problems.install(app)
     app.include_router(health)

@@ -65,7 +65,9 @@ def configure(level: str, fmt: str) -> None:
 
 
 class RequestLog:
-    """Pure ASGI middleware: request id in and out, and one access log line per request."""
+    """Pure ASGI middleware: request id in and out, one access log line per request, and the
+    request counted in the replica's metrics by its route template and status (the metrics
+    live on the app's runtime, which the lifespan creates)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -93,9 +95,13 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = scope.get("path", "")
+            seconds = time.perf_counter() - started
+            path, method = scope.get("path", ""), scope.get("method", "")
+            runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+            if runtime is not None:
+                runtime.metrics.observe(method, getattr(scope.get("route"), "path", "unmatched"),
+                                        scope.get("path_params", {}), status, seconds)
             if path not in ("/healthz", "/readyz", "/metrics"):
-                access_log.info("%s %s %d", scope.get("method"), path, status, extra={
-                    "method": scope.get("method"), "path": path, "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2)})
+                access_log.info("%s %s %d", method, path, status, extra={
+                    "method": method, "path": path, "status": status, "duration_ms": round(seconds * 1000, 2)})
             current.reset(token)

@@ -7,13 +7,11 @@ scraped so the write path pays nothing for them.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.redis_client import AutoPipelineRedis
 from service.writer import Writer
@@ -57,35 +55,8 @@ class Metrics:
         writer.on_lease_wait = self.lease_wait.observe
         writer.on_batch = self.batch.observe
 
-
-class RequestMetrics:
-    """Pure ASGI middleware: counts every request by its route template and status (the
-    metrics live on the app's runtime, which the lifespan creates)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        status = 500
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, tracking_send)
-        finally:
-            runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
-            if runtime is not None:
-                metrics: Metrics = runtime.metrics
-                route = getattr(scope.get("route"), "path", "unmatched")
-                metrics.requests.labels(scope["method"], route, str(status)).inc()
-                if route.endswith("/commands"):
-                    rtype = scope.get("path_params", {}).get("resource_type", "")
-                    metrics.commands.labels(rtype, str(status)).observe(time.perf_counter() - started)
+    def observe(self, method: str, route: str, path_params: dict[str, str], status: int, seconds: float) -> None:
+        """Count one request by its route template and status (and time it, for commands)."""
+        self.requests.labels(method, route, str(status)).inc()
+        if route.endswith("/commands"):
+            self.commands.labels(path_params.get("resource_type", ""), str(status)).observe(seconds)
