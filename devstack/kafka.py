@@ -133,6 +133,8 @@ class KafkaBroker:
     sasl_port: int | None = None
     """Also listen with SASL_PLAINTEXT/SCRAM-SHA-512 there, with ACLs enforced (the PLAINTEXT
     listener stays the harness's super-user door: readiness, test setup)."""
+    tls: tuple[int, Path, Path] | None = None
+    """(port, server PEM with key and certificate, CA PEM): also listen with TLS (SSL) there."""
     scram_users: dict[str, str] = field(default_factory=dict)
     """SCRAM-SHA-512 users (name: password) created when the data folder is formatted."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
@@ -193,6 +195,14 @@ class KafkaBroker:
                 "\nadvertised.listeners=", f"\nadvertised.listeners={sasl},").replace(
                 "\nlistener.security.protocol.map=", "\nlistener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,")
             text += SASL_PROPERTIES
+        if self.tls is not None:
+            port, pem, ca = self.tls
+            require_free_port(port, "the Kafka TLS listener", "FENCED_KAFKA_PORT")
+            text = text.replace("\nlisteners=", f"\nlisteners=SSL://127.0.0.1:{port},").replace(
+                "\nadvertised.listeners=", f"\nadvertised.listeners=SSL://127.0.0.1:{port},").replace(
+                "\nlistener.security.protocol.map=", "\nlistener.security.protocol.map=SSL:SSL,")
+            text += (f"ssl.keystore.type=PEM\nssl.keystore.location={pem}\n"
+                     f"ssl.truststore.type=PEM\nssl.truststore.location={ca}\nssl.client.auth=none\n")
         props.write_text(text)
         self._format(props)
         log = self.log_file.open("ab")

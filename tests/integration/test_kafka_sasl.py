@@ -17,6 +17,7 @@ from aiokafka.errors import TopicAuthorizationFailedError
 from devstack import KafkaBroker, RedisServer
 from devstack.proc import free_port
 from devstack.stack import Stack, post_body
+from devstack.tls import make_certs
 from service import kafka_acls
 from service.wire import event_headers, partition_for
 
@@ -91,3 +92,27 @@ def test_fenced_runs_as_its_own_principal_and_nobody_else_can_write(
         assert [e["type"] for e in history] == ["FolderCreated"]
     finally:
         stack.stop()
+
+
+def test_fenced_talks_to_kafka_over_tls(workdir: Path, redis_server: RedisServer) -> None:
+    """FENCED_KAFKA_SECURITY_PROTOCOL=SSL with FENCED_KAFKA_SSL_CAFILE: every client of the
+    service (appender, topic admin, projector) verifies the broker against the given CA."""
+    certs = make_certs(workdir / "kafka-tls-certs")
+    tls_port = free_port()
+    broker = KafkaBroker(workdir / "kafka-tls", port=free_port(), controller_port=free_port(),
+                         tls=(tls_port, certs["pem"], certs["ca"]))
+    broker.start()
+    try:
+        stack = Stack(workdir / "stacks", broker, redis_server, replicas=1, extra_env={
+            "FENCED_KAFKA_BOOTSTRAP": f"127.0.0.1:{tls_port}", "FENCED_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "FENCED_KAFKA_SSL_CAFILE": str(certs["ca"])}).start()
+        try:
+            rid = f"tls-{uuid.uuid4().hex[:8]}"
+            with httpx.Client(base_url=stack.urls[0], timeout=20) as http:
+                made = http.post(f"/v1/folders/{rid}/commands", json=post_body("Create", {"name": "over tls"}))
+                assert made.status_code == 201, made.text
+                assert http.get(f"/v1/folders/{rid}").json()["version"] == 1
+        finally:
+            stack.stop()
+    finally:
+        broker.stop()

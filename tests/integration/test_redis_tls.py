@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,29 +14,13 @@ import redis
 from devstack import KafkaBroker, RedisServer
 from devstack.proc import free_port
 from devstack.stack import Stack, post_body
+from devstack.tls import make_certs
 from service.auth import create_key
 
 pytestmark = pytest.mark.integration
 
 # the ACL docs/operations.md recommends: fenced's keys and channels only, no admin commands
 ACL = "on >{password} ~fenced:* &fenced:* +@all -@admin -@dangerous +info"
-
-
-def make_certs(root: Path) -> dict[str, Path]:
-    root.mkdir(parents=True, exist_ok=True)
-    ca_key, ca, key, csr, cert = (root / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
-    ext = root / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(ca_key), "-out", str(ca), "-days", "2",
-        "-subj", "/CN=fenced-test-ca")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
-    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out",
-        str(cert), "-days", "2", "-extfile", str(ext))
-    return {"ca": ca, "cert": cert, "key": key}
 
 
 @pytest.fixture(scope="module")
