@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.cmd == "serve":
         import uvicorn
+
+        if settings.auth == "keys":  # say it in one line here, not in a traceback from each worker
+            from service.auth import KeyFile, KeyFileError
+            try:
+                KeyFile(settings.api_keys_file)
+            except KeyFileError as e:
+                sys.exit(f"fenced: {e} (or set FENCED_AUTH=off for a local development stack)")
         uvicorn.run("service.app:create_app", factory=True, host=args.host, port=args.port, log_config=None,
                     workers=args.workers, log_level=settings.log_level.lower(), access_log=False)
     elif args.cmd == "keys":

@@ -54,3 +54,15 @@ def test_unreachable_maven_central_is_one_clear_line(tmp_path: Path, monkeypatch
 def test_bad_setting_is_one_clear_line() -> None:
     done = run(["-m", "service.cli", "topics"], {"FENCED_PARTITIONS": "zero"})
     assert done.returncode != 0 and "bad configuration" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_api_keys_file_is_one_clear_line(tmp_path: Path) -> None:
+    done = run(["-m", "service.cli", "serve", "--port", str(free_port())],
+               {"FENCED_AUTH": "keys", "FENCED_API_KEYS_FILE": str(tmp_path / "nope")})
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "cannot read the API keys file" in last and "fenced keys create" in last, done.stderr
+    (tmp_path / "bad").write_text("not a key line\n")
+    done = run(["-m", "service.cli", "serve", "--port", str(free_port())],
+               {"FENCED_AUTH": "keys", "FENCED_API_KEYS_FILE": str(tmp_path / "bad")})
+    assert done.returncode != 0 and "bad:1: the first field must be a SHA-256" in done.stderr, done.stderr
