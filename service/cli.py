@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
         settings = get_settings()
     except Exception as e:  # noqa: BLE001 - pydantic's message is the one line to show
         sys.exit(f"fenced: bad configuration: {e}")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from service import logs
+    logs.configure(settings.log_level, settings.log_format if args.cmd in ("serve", "projector") else "text")
     for noisy in ("httpx", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.cmd == "serve":

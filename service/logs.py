@@ -37,6 +37,7 @@ current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
 
 class _ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI-coloured copy of the message
         ctx = current.get()
         if ctx is not None:
             record.request_id = ctx.request_id
