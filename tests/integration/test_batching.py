@@ -133,3 +133,24 @@ async def test_waiters_on_another_replica_are_served_within_a_bound(stack: Stack
     assert served_a > 100
     # A's lease is held one batch at a time: B waits for at most a couple of A's batches
     assert max(waits) < 2.0, waits
+
+
+async def test_a_command_cancelled_while_queued_is_never_appended(stack: Stack) -> None:
+    """A client that goes away while its command waits for the lease takes the command with it."""
+    rt = Runtime(stack.settings)
+    await rt.start()
+    rid = fid()
+    try:
+        other = await rt.leases.acquire(f"folders:{rid}", time.monotonic() + 5)  # someone else holds it
+        waiting = asyncio.create_task(outcome(rt, rid, "Create", {"name": "never"}))
+        await asyncio.sleep(0.3)
+        assert not waiting.done()
+        waiting.cancel()
+        await asyncio.sleep(0.1)
+        await rt.leases.release(other, clean=True)
+        after = await outcome(rt, rid, "Create", {"name": "second"})  # the stream is free again
+        assert after[0] == 201 and isinstance(after[1], dict) and after[1]["version"] == 1, after
+    finally:
+        await rt.stop()
+    history = (await stack.replay()).histories()[rid]
+    assert [e["data"]["name"] for e in history] == ["second"]
