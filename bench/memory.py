@@ -48,9 +48,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from devstack import KafkaBroker, RedisServer
-from devstack.proc import free_port
-from devstack.stack import Stack
+from devstack.stack import Stack, servers
 from service.domain import folders  # noqa: F401 - registers the reference type
 from service.errors import FencedError
 from service.projection import VERDICT_TTL_S, applied_key
@@ -541,12 +539,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with ExitStack() as cleanup:  # stops every process in reverse order, also on failure or Ctrl-C
             print(f"starting Kafka, Redis and the projector under {root} ...", flush=True)
-            kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
-            redis = RedisServer(root / "redis", port=free_port())
-            cleanup.callback(kafka.stop)
-            kafka.start()
-            cleanup.callback(redis.stop)
-            redis.start()
+            kafka, redis = cleanup.enter_context(servers(root))
             stack = Stack(root / "stacks", kafka, redis, ack_mode=args.ack_mode, replicas=0, extra_env=env)
             cleanup.callback(stack.stop)
             stack.start()

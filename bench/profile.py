@@ -25,9 +25,7 @@ from typing import Any
 
 import redis
 
-from devstack import KafkaBroker, RedisServer
-from devstack.proc import free_port
-from devstack.stack import Stack
+from devstack.stack import Stack, servers
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.writer import Request, new_command_id
@@ -124,12 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         profiler = Profiler(async_mode="enabled")
     try:
         with ExitStack() as cleanup:
-            kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
-            cleanup.callback(kafka.stop)
-            kafka.start()
-            redis_server = RedisServer(root / "redis", port=free_port())
-            cleanup.callback(redis_server.stop)
-            redis_server.start()
+            kafka, redis_server = cleanup.enter_context(servers(root))
             stack = Stack(root / "stacks", kafka, redis_server, ack_mode=args.mode, replicas=0,
                           extra_env={"FENCED_PARTITIONS": "12", "FENCED_LEASE_TTL_MS": "5000"})
             cleanup.callback(stack.stop)

@@ -49,10 +49,9 @@ import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Header
 
-from devstack import KafkaBroker, RedisServer
 from devstack.errors import StackError
 from devstack.proc import free_port, stop_process, tail
-from devstack.stack import Stack
+from devstack.stack import Stack, servers
 from service.api.routes import CommandIn, CommandOut, IdPath, TypePath
 from service.auth import create_key
 from service.domain import folders  # noqa: F401 - registers the reference type
@@ -623,12 +622,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with ExitStack() as cleanup:  # stops every process in reverse order, also on failure or Ctrl-C
             print(f"starting Kafka, Redis and 2 fenced stacks (verified, leased) under {root} ...", flush=True)
-            kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
-            redis = RedisServer(root / "redis", port=free_port())
-            cleanup.callback(kafka.stop)
-            kafka.start()
-            cleanup.callback(redis.stop)
-            redis.start()
+            kafka, redis = cleanup.enter_context(servers(root))
             stacks: dict[str, Stack] = {}
             secure: tuple[Stack, str] | None = None
             for mode in ("verified", "leased"):

@@ -16,14 +16,13 @@ import random
 import statistics
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from devstack import KafkaBroker, RedisServer
-from devstack.proc import free_port
-from devstack.stack import Stack
+from devstack.stack import Stack, servers
 
 
 async def drive(urls: list[str], folders: int, clients: int, seconds: float, prefix: str) -> dict[str, Any]:
@@ -72,26 +71,21 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="fenced-bench-"))
-    kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
-    redis = RedisServer(root / "redis", port=free_port())
-    kafka.start()
-    redis.start()
-    stacks = {mode: Stack(root / "stacks", kafka, redis, ack_mode=mode,
-                          extra_env={"FENCED_LEASE_TTL_MS": "5000", "FENCED_PARTITIONS": "12"}).start()
-              for mode in ("verified", "leased")}
-    results: dict[str, list[dict[str, Any]]] = {m: [] for m in stacks}
-    try:
+    with ExitStack() as cleanup:  # stops every process in reverse order, also on failure or Ctrl-C
+        kafka, redis = cleanup.enter_context(servers(root))
+        stacks: dict[str, Stack] = {}
+        for mode in ("verified", "leased"):
+            stack = Stack(root / "stacks", kafka, redis, ack_mode=mode,
+                          extra_env={"FENCED_LEASE_TTL_MS": "5000", "FENCED_PARTITIONS": "12"})
+            cleanup.callback(stack.stop)
+            stacks[mode] = stack.start()
+        results: dict[str, list[dict[str, Any]]] = {m: [] for m in stacks}
         for rnd in range(args.rounds):
             for mode, stack in stacks.items():
                 r = asyncio.run(drive(stack.urls, args.folders, args.clients, args.seconds, f"r{rnd}-"))
                 results[mode].append(r)
                 print(f"round {rnd} {mode:8}: {r['accepted_per_s']:7.0f} accepted/s  p50 {r['p50_ms']:.1f} ms  "
                       f"p99 {r['p99_ms']:.1f} ms  {r['status']}", flush=True)
-    finally:
-        for stack in stacks.values():
-            stack.stop()
-        redis.stop()
-        kafka.stop()
     summary = {m: {k: statistics.median(x[k] for x in rs) for k in ("accepted_per_s", "p50_ms", "p99_ms")}
                for m, rs in results.items()}
     ratio = summary["leased"]["accepted_per_s"] / max(summary["verified"]["accepted_per_s"], 1e-9)

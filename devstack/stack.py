@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,20 @@ from service.replay import TopicReplay, replay_topic
 from service.settings import Settings
 
 _dbs = itertools.count(1)
+
+
+@contextmanager
+def servers(root: Path) -> Iterator[tuple[KafkaBroker, RedisServer]]:
+    """A Kafka broker and a redis-server on free ports with data under ``root``; both are
+    stopped when the block ends, also on failure or Ctrl-C (benchmarks, load tests)."""
+    with ExitStack() as cleanup:
+        kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
+        redis = RedisServer(root / "redis", port=free_port())
+        cleanup.callback(kafka.stop)
+        kafka.start()
+        cleanup.callback(redis.stop)
+        redis.start()
+        yield kafka, redis
 
 
 @dataclass

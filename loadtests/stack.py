@@ -17,30 +17,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from devstack import KafkaBroker, RedisServer
-from devstack.proc import free_port
-from devstack.stack import Stack
+from devstack.stack import Stack, servers
 
 
 @contextmanager
 def private_stack(*, partitions: int = 12, ack_mode: str = "verified") -> Iterator[Stack]:
     root = Path(tempfile.mkdtemp(prefix="fenced-loadtest-"))
-    kafka = KafkaBroker(root / "kafka", port=free_port(), controller_port=free_port())
-    redis = RedisServer(root / "redis", port=free_port())
-    stack: Stack | None = None
     try:
-        kafka.start()
-        redis.start()
-        stack = Stack(root / "stacks", kafka, redis, ack_mode=ack_mode,
-                      extra_env={"FENCED_LEASE_TTL_MS": "5000", "FENCED_PARTITIONS": str(partitions),
-                                 "FENCED_FAULT_INJECTION": "false"})
-        stack.start()
-        yield stack
+        with servers(root) as (kafka, redis):
+            stack = Stack(root / "stacks", kafka, redis, ack_mode=ack_mode,
+                          extra_env={"FENCED_LEASE_TTL_MS": "5000", "FENCED_PARTITIONS": str(partitions),
+                                     "FENCED_FAULT_INJECTION": "false"})
+            try:
+                yield stack.start()
+            finally:
+                stack.stop()
     finally:
-        if stack is not None:
-            stack.stop()
-        redis.stop()
-        kafka.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

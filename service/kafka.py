@@ -92,6 +92,11 @@ BATCH_BYTES = 512 * 1024
 """Budget of one record batch of the writer (group commit); the producer allows a little more."""
 
 
+def batch_bytes(key: bytes, records: Sequence[tuple[bytes, Headers]]) -> int:
+    """An upper bound of the bytes ``records`` (all with ``key``) take in a record batch."""
+    return sum(len(v) + len(key) + sum(len(k) + len(h) + 8 for k, h in hs) + 32 for v, hs in records)
+
+
 @dataclass(frozen=True)
 class Appended:
     partition: int
@@ -109,6 +114,10 @@ class _Append:
     records: Sequence[tuple[bytes, Headers]]
     future: asyncio.Future[Appended]
     timeout: float
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.size = batch_bytes(self.key, self.records)
 
 
 class Appender:
@@ -190,12 +199,12 @@ class Appender:
                 batch = producer.create_batch()
                 taken = []
                 used = 0
-                while queue and (not taken or used + self._size(queue[0]) <= BATCH_BYTES):
+                while queue and (not taken or used + queue[0].size <= BATCH_BYTES):
                     item = queue.pop(0)
                     if all(batch.append(key=item.key, value=v, timestamp=None, headers=h) is not None
                            for v, h in item.records):
                         taken.append(item)
-                        used += self._size(item)
+                        used += item.size
                     else:  # only a lone item can be this big (the producer allows more than the budget)
                         for failed in (*taken, item):  # nothing of a partly built batch is sent
                             failed.future.set_exception(ValueError("the events do not fit in one record batch"))
@@ -212,11 +221,6 @@ class Appender:
         finally:
             if self._queued.get((topic, partition)) is queue:
                 del self._queued[(topic, partition)]
-
-    @staticmethod
-    def _size(item: _Append) -> int:
-        """An upper bound of the bytes ``item``'s records take in a record batch."""
-        return sum(len(v) + len(item.key) + sum(len(k) + len(h) + 8 for k, h in hs) + 32 for v, hs in item.records)
 
     async def _send(self, producer: AIOKafkaProducer, batch: Any, topic: str, partition: int,
                     taken: list[_Append]) -> None:

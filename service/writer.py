@@ -55,7 +55,7 @@ from service.errors import (
     OutcomeUnknown,
     Unavailable,
 )
-from service.kafka import BATCH_BYTES, Appended, Appender, AppendOutcomeUnknown, KafkaUnavailable
+from service.kafka import BATCH_BYTES, Appended, Appender, AppendOutcomeUnknown, KafkaUnavailable, batch_bytes
 from service.projection import WRITE_THROUGH, AppliedWatcher, Projection, event_json
 from service.rule import StreamState, Verdict, apply, initial
 from service.settings import Settings
@@ -245,29 +245,30 @@ class Writer:
                 self.on_batch(len(batch))
                 again = await self._run_batch(queue.decider, batch, held)
             queue.commands.extendleft(reversed(again))
-        except FencedError as e:
-            self._fail_all(batch or list(queue.commands), e)
-        except LeaseBusy as e:
-            # only the commands whose deadline passed give up; the rest try again
+        except LeaseBusy as e:  # from the acquire: the head's deadline passed, later ones try again
             now = time.monotonic()
-            for p in (batch or list(queue.commands)):
+            for p in queue.commands:
                 if p.deadline <= now + 0.001:
                     p.fail(Busy(f"another writer holds {stream}",
                                 retry_after_s=max(e.retry_after_ms, 100) / 1000))
-            queue.commands.extendleft(reversed([p for p in batch if not p.future.done()]))
-        except NotBootstrapped:
+        except (FencedError, LeaseError, KafkaUnavailable, RedisError, OSError) as e:
+            # before a batch is taken (the acquire) every queued command hears it, else the batch
+            self._fail_all(batch or list(queue.commands), await self._answer_for(e))
+
+    async def _answer_for(self, e: Exception) -> FencedError:
+        """What the clients hear when Redis, Kafka or the lease fails under them."""
+        if isinstance(e, FencedError):
+            return e
+        if isinstance(e, NotBootstrapped):
             await self._bootstrap()
-            self._fail_all(batch or list(queue.commands), Unavailable(
-                "redis lost its data: the projection is being rebuilt from the log", retry_after_s=1))
-        except NotReady:
-            self._fail_all(batch or list(queue.commands),
-                           Unavailable("the projection is catching up with the log", retry_after_s=1))
-        except (RedisUnavailable, RedisError, OSError) as e:
-            self._fail_all(batch or list(queue.commands), Unavailable(f"redis is unavailable: {e}", retry_after_s=1))
-        except KafkaUnavailable as e:
-            self._fail_all(batch or list(queue.commands), Unavailable(f"kafka is unavailable: {e}", retry_after_s=1))
-        except LeaseError as e:
-            self._fail_all(batch or list(queue.commands), Unavailable(f"lease: {e}", retry_after_s=1))
+            return Unavailable("redis lost its data: the projection is being rebuilt from the log", retry_after_s=1)
+        if isinstance(e, NotReady):
+            return Unavailable("the projection is catching up with the log", retry_after_s=1)
+        if isinstance(e, (RedisUnavailable, RedisError, OSError)):
+            return Unavailable(f"redis is unavailable: {e}", retry_after_s=1)
+        if isinstance(e, KafkaUnavailable):
+            return Unavailable(f"kafka is unavailable: {e}", retry_after_s=1)
+        return Unavailable(f"lease: {e}", retry_after_s=1)
 
     @staticmethod
     def _fail_all(pendings: list[_Pending], err: FencedError) -> None:
@@ -362,7 +363,7 @@ class Writer:
                 for i, e in enumerate(events)]
             planned.append(_Planned(p, recs, state.version + 1, len(records)))
             records += recs
-            size += sum(len(v) + sum(len(k) + len(hv) for k, hv in h) + 64 for v, h in recs)
+            size += batch_bytes(rid.encode(), recs)
             state = StreamState(version=state.version + len(events), max_token=lease.token,
                                 recent=state.recent, state=evolved, offset=state.offset)
         await self._save_answers([(p.req, answer) for p, answer in answers])
