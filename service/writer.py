@@ -405,9 +405,14 @@ class Writer:
             return again
 
     async def _announce_pause(self, req: Request) -> None:
-        """Fault injection: say "lease held, about to append" and give the test time to SIGSTOP us."""
-        await self.leases.redis.set(f"fenced:fault:{req.command_id}", str(os.getpid()), ex=60)
-        await asyncio.sleep(0.5)
+        """Fault injection: say "lease held, about to append", then wait until the test deletes the
+        key (it does so after SIGSTOP, before SIGCONT) or 30 s pass: a handshake, not a sleep the
+        test must beat on a slow machine."""
+        key = f"fenced:fault:{req.command_id}"
+        await self.leases.redis.set(key, str(os.getpid()), ex=60)
+        until = time.monotonic() + 30
+        while time.monotonic() < until and await self.leases.redis.exists(key):  # noqa: ASYNC110 -- polls Redis
+            await asyncio.sleep(0.01)
 
     async def _fence(self, decider: Decider, stream: str, rid: str, topic: str, token: int,
                      deadline: float) -> StreamState:

@@ -211,15 +211,18 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
                                         replica=i, zombie=True, key=key))
         r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
         try:
-            for _ in range(500):
+            until = time.monotonic() + 30
+            while time.monotonic() < until and not task.done():
                 with contextlib.suppress(Exception):
                     if await r.get(f"fenced:fault:{key}"):
                         ev.detail = "paused before its append"
                         break
                 await asyncio.sleep(0.02)
+            services.signal(f"api-{i}", signal.SIGSTOP)
+            with contextlib.suppress(Exception):  # the handshake: the writer goes on when it wakes
+                await r.delete(f"fenced:fault:{key}")
         finally:
             await r.aclose()
-        services.signal(f"api-{i}", signal.SIGSTOP)
         await asyncio.sleep(ttl + 0.7)
         # the other replica takes over: it fences, then refuses (409); the zombie's append lands after
         await send(cluster, history, rng, folder, "Create", {"name": "again"}, state, http, replica=1 - i)

@@ -114,12 +114,17 @@ async def test_waiters_on_another_replica_are_served_within_a_bound(stack: Stack
                 served_a += 1
 
         hammers = [asyncio.create_task(hammer(i)) for i in range(64)]
-        await asyncio.sleep(1)  # sustained load first
+        until = time.monotonic() + 30
+        while a.writer.counters["batches"] < 5:  # sustained load first
+            assert time.monotonic() < until, "replica A never got going"
+            await asyncio.sleep(0.05)
         waits: list[float] = []
+        a_batches_per_wait: list[int] = []
         for i in range(20):
-            started = time.monotonic()
+            started, before = time.monotonic(), a.writer.counters["batches"]
             status, body = await outcome(b, rid, "Update", {"name": f"b{i}"})
             waits.append(time.monotonic() - started)
+            a_batches_per_wait.append(a.writer.counters["batches"] - before)
             assert status == 201, body
         stop.set()
         await asyncio.gather(*hammers)
@@ -128,11 +133,15 @@ async def test_waiters_on_another_replica_are_served_within_a_bound(stack: Stack
         await b.stop()
     batches, commands = a.writer.counters["batches"], a.writer.counters["batched_commands"]
     print(f"replica B: p50 {statistics.median(waits) * 1000:.0f} ms, max {max(waits) * 1000:.0f} ms; "
-          f"replica A: {served_a} commands in {batches} batches ({commands / max(batches, 1):.1f} per batch)")
+          f"replica A: {served_a} commands in {batches} batches ({commands / max(batches, 1):.1f} per batch), "
+          f"at most {max(a_batches_per_wait)} of them while one of B's waited")
     assert commands > 2 * batches, "replica A batched its hot folder's commands"
     assert served_a > 100
-    # A's lease is held one batch at a time: B waits for at most a couple of A's batches
-    assert max(waits) < 2.0, waits
+    # A's lease is held one batch at a time and Redis serves waiters in arrival order, so while
+    # one of B's commands waits, A appends at most a couple of batches (counted, not timed: the
+    # bound holds however slow the machine); the times are printed above for the record
+    assert max(a_batches_per_wait) <= 3, a_batches_per_wait
+    assert max(waits) < 8, waits
 
 
 async def test_a_command_cancelled_while_queued_is_never_appended(stack: Stack) -> None:

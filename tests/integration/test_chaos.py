@@ -20,7 +20,9 @@ from service.chaos.history import History, Op, classify
 from service.chaos.report import write
 from service.chaos.runner import FAULTS, ChaosConfig, ChaosRun, Cluster, run
 
-pytestmark = pytest.mark.integration
+# a run starts Kafka, two Redis servers and a stack, drives 60 s with Kafka restarts, waits
+# for the projection and replays twice: more than the suite's 300 s default on a slow machine
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from devstack import RedisServer
-from locks import EPOCH_SHIFT, LeaseBusy, Leases, NotBootstrapped, NotReady, token_epoch
+from locks import EPOCH_SHIFT, LeaseBusy, Leases, NotBootstrapped, NotReady, stream_key, token_epoch
 
 pytestmark = pytest.mark.integration
 
@@ -19,7 +19,9 @@ S = "folders:1"
 
 @pytest.fixture
 async def leases(redis: aioredis.Redis) -> AsyncIterator[Leases]:
-    async with Leases(redis, ttl_ms=500, heartbeat_ms=200) as lm:
+    # leases long enough that no stall of a loaded machine lets one lapse mid-test; the test
+    # that needs a lapse takes a short one of its own
+    async with Leases(redis, ttl_ms=5000, heartbeat_ms=1000) as lm:
         await lm.set_epoch(1)
         yield lm
 
@@ -49,13 +51,14 @@ async def test_exclusion_and_deadline(leases: Leases) -> None:
     assert second.token > first.token and not second.takeover
 
 
-async def test_takeover_after_dirty_release_and_after_expiry(leases: Leases) -> None:
+async def test_takeover_after_dirty_release_and_after_expiry(leases: Leases, redis: aioredis.Redis) -> None:
     a = await leases.acquire(S, soon())
     await leases.release(a, clean=False)
-    b = await leases.acquire(S, soon())
+    async with Leases(redis, ttl_ms=500, heartbeat_ms=200) as short:
+        b = await short.acquire(S, soon())
     assert b.takeover
     # b lets its TTL lapse: the next holder waits for the expiry, then is told takeover
-    c = await leases.acquire(S, soon(3))
+    c = await leases.acquire(S, soon(5))
     assert c.takeover and c.token > b.token
     assert not await leases.release(b, clean=True), "an expired lease is not ours to release"
     await leases.release(c, clean=True)
@@ -63,7 +66,7 @@ async def test_takeover_after_dirty_release_and_after_expiry(leases: Leases) -> 
     assert not d.takeover
 
 
-async def test_waiters_are_served_in_arrival_order(leases: Leases) -> None:
+async def test_waiters_are_served_in_arrival_order(leases: Leases, redis: aioredis.Redis) -> None:
     holder = await leases.acquire(S, soon())
     order: list[int] = []
 
@@ -73,10 +76,15 @@ async def test_waiters_are_served_in_arrival_order(leases: Leases) -> None:
         await leases.release(lease, clean=True)
 
     tasks = []
+    queue = f"{stream_key(S)}:q"
     for i in range(20):
         tasks.append(asyncio.create_task(waiter(i)))
-        await asyncio.sleep(0.01)  # arrival order is the order of the first script call
-    await leases.release(holder, clean=True)
+        # arrival is the first script call reaching Redis, not the task's creation: wait until
+        # waiter i stands in the queue before starting the next (a fixed sleep raced on slow CI)
+        async with asyncio.timeout(5):
+            while await redis.llen(queue) < i + 1:  # noqa: ASYNC110 -- polls Redis
+                await asyncio.sleep(0.002)
+    assert await leases.release(holder, clean=True), "the holder's lease lapsed while waiters queued"
     await asyncio.gather(*tasks)
     assert order == list(range(20))
 

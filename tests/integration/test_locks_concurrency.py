@@ -192,7 +192,7 @@ async def leases(redis: aioredis.Redis) -> AsyncIterator[Leases]:
         yield lm
 
 
-CANCEL_POINTS = range(0, 40)
+CANCEL_POINTS = [*range(40), 80, 160, 320, 1000, 5000]  # the long ones let Redis answer first
 
 
 async def cancel_after(task: asyncio.Task[Any], spins: int, block: bool) -> bool:
@@ -202,7 +202,7 @@ async def cancel_after(task: asyncio.Task[Any], spins: int, block: bool) -> bool
     for _ in range(spins):
         await asyncio.sleep(0)
     if block:
-        time.sleep(0.003)  # noqa: ASYNC251 -- deliberate: the server answers while we cannot read
+        time.sleep(0.02)  # noqa: ASYNC251 -- deliberate: the server answers while we cannot read
     pending = not task.done()
     task.cancel()
     return pending
@@ -287,7 +287,7 @@ async def test_cancelling_the_head_of_the_line_as_it_is_woken_hands_over_to_the_
             if lease is not None:
                 assert await leases.release(lease, clean=True)
             # the second was woken by the release or the leave, not by its 5 s heartbeat
-            nxt = await asyncio.wait_for(second, 2)
+            nxt = await asyncio.wait_for(second, 4.5)
             head_granted = lease is not None or nxt.token == holder.token + 2
             assert nxt.token == holder.token + 1 + head_granted
             assert nxt.takeover == (head_granted and lease is None), "an unused grant is given back dirty"
@@ -360,13 +360,13 @@ async def test_cancelled_release_of_a_held_lease_keeps_it_unreleased(
                 assert held.released
                 seen["completed"] += 1
             if running := renewers():  # cancelled by finish(); it may need a loop iteration to end
-                await asyncio.wait(running, timeout=1)
+                await asyncio.wait(running, timeout=10)
             assert not renewers(), "the renewer outlived the lease"
             key = f"{stream_key(stream)}:lease"
 
             async def gone(key: str = key) -> bool:
                 return not await redis.exists(key)
-            await wait_for_value(gone, "the shielded release to finish", timeout=2)
+            await wait_for_value(gone, "the shielded release to finish", timeout=10)
             nxt = await leases.acquire(stream, soon(2))
             assert not nxt.takeover, "a settled holder released cleanly even when cancelled"
             assert await leases.release(nxt, clean=True)
@@ -387,7 +387,7 @@ async def test_lease_busy_after_the_deadline_says_when_to_retry(leases: Leases, 
     with pytest.raises(LeaseBusy) as busy:
         await leases.acquire(stream, soon(0.3))
     waited = time.monotonic() - t0
-    assert 0.3 <= waited < 1.5, "gave up at the deadline, not before and not long after"
+    assert 0.3 <= waited < 4.0, "gave up at the deadline, not before and not long after"
     err = busy.value
     assert isinstance(err, LeaseError) and err.retriable and type(err).retriable
     assert err.stream == stream

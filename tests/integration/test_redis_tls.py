@@ -48,7 +48,7 @@ def test_the_stack_runs_on_redis_over_tls_as_a_least_privilege_acl_user(
     key = create_key(keys, "acme", frozenset({"read", "write"}), "tls")
     stack = Stack(workdir / "stacks", kafka, server, replicas=1, extra_env={
         "FENCED_REDIS_URL": url, "FENCED_AUTH": "keys", "FENCED_API_KEYS_FILE": str(keys),
-        "FENCED_RATE_LIMIT": "100/second"}).start()
+        "FENCED_RATE_LIMIT": "100/second;100000/day"}).start()
     try:
         rid = f"tls-{uuid.uuid4().hex[:8]}"
         headers = {"Authorization": f"Bearer {key}"}
