@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from starlette.middleware.authentication import AuthenticationMiddleware
 
 from service import logs
 from service.api import problems
-from service.api.deps import Reader
+from service.api.deps import ApiKeys, Reader, unauthorized
 from service.api.limits import BodyLimit
 from service.api.routes import health, router
 from service.domain import folders  # noqa: F401 - registers the reference type
@@ -60,7 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def docs(principal: Reader) -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="fenced API")
 
+    # the last added runs first: log every request, then authenticate, then limit the body
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AuthenticationMiddleware, backend=ApiKeys(), on_error=unauthorized)
     app.add_middleware(logs.RequestLog)
     problems.install(app)
     app.include_router(health)

@@ -91,6 +91,27 @@ async def test_every_other_route_answers_401_without_a_valid_key(secure: Stack, 
     assert not [s for s in replay.replay.streams if s.endswith(rid)], "a refused write appended nothing"
 
 
+@pytest.mark.parametrize("request_kind", ["malformed JSON", "wrong schema", "body too large", "unknown path",
+                                          "wrong method", "bad id"])
+async def test_without_a_key_the_answer_is_401_whatever_else_is_wrong(secure: Stack, request_kind: str) -> None:
+    """Authentication comes before body parsing, body limits and routing: a stranger learns
+    nothing about what the API would have made of the request."""
+    rid = fid()
+    method, path, kwargs = {
+        "malformed JSON": ("POST", f"/v1/folders/{rid}/commands",
+                           {"content": b'{"name": ', "headers": {"content-type": "application/json"}}),
+        "wrong schema": ("POST", f"/v1/folders/{rid}/commands", {"json": {"nme": 1}}),
+        "body too large": ("POST", f"/v1/folders/{rid}/commands", {"content": b"x" * 600_000}),
+        "unknown path": ("GET", "/admin/users", {}),
+        "wrong method": ("DELETE", f"/v1/folders/{rid}", {}),
+        "bad id": ("GET", "/v1/folders/" + "%00" * 3, {}),
+    }[request_kind]
+    async with httpx.AsyncClient(base_url=secure.urls[0]) as http:
+        r = await http.request(method, path, **kwargs)
+    assert r.status_code == 401, (request_kind, r.status_code, r.text)
+    assert r.headers["www-authenticate"].startswith("Bearer") and "API key" in r.json()["detail"]
+
+
 async def test_a_key_without_the_scope_gets_403(secure: Stack, keys: Keys) -> None:
     rid = fid()
     async with httpx.AsyncClient(base_url=secure.urls[0]) as http:
