@@ -634,7 +634,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 key = create_key(keys, "bench", frozenset({"read", "write"}), "bench")
                 stack = Stack(root / "stacks", kafka, redis, extra_env={
                     **env, "FENCED_AUTH": "keys", "FENCED_API_KEYS_FILE": str(keys),
-                    "FENCED_RATE_LIMIT": "100000/second"})
+                    "FENCED_RATE_LIMIT": os.environ.get("BENCH_A1_RATE_LIMIT", "100000/second")})
                 cleanup.callback(stack.stop)
                 secure = (stack.start(), key)
             noop = cleanup.enter_context(uvicorn_servers(root, "noop", "bench.run:noop_app", 2, {}))
