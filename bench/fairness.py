@@ -38,11 +38,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clients_b: int) -> None:
+async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clients_b: int,
+              quiet: bool = False) -> None:
     settings = stack.settings.model_copy(update={"batch_max": batch_max})
     a, b = Runtime(settings), Runtime(settings)
     await a.start()
-    await b.start()
+    try:
+        await b.start()
+    except BaseException:
+        await a.stop()
+        raise
     folder = f"hot-{batch_max}-{new_command_id()[:6]}"
     latencies: dict[str, list[float]] = {"A": [], "B": []}
     a_batches_per_b_wait: list[int] = []
@@ -68,6 +73,7 @@ async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clie
                                                     None, new_command_id()))
                 except FencedError:
                     failed[name] += 1
+                    await asyncio.sleep(0.01)
                     continue
                 latencies[name].append(time.monotonic() - started)
                 if name == "B":
@@ -80,6 +86,8 @@ async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clie
     finally:
         await a.stop()
         await b.stop()
+    if quiet:
+        return
     la, lb = latencies["A"], latencies["B"]
     for name, lat in latencies.items():
         clients = clients_a if name == "A" else clients_b
@@ -110,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
                           extra_env={"FENCED_PARTITIONS": "12", "FENCED_LEASE_TTL_MS": "5000"})
             cleanup.callback(stack.stop)
             stack.start()
-            asyncio.run(run(stack, 64, 3, args.a, args.b))  # warm-up: the broker's JIT, connections
+            asyncio.run(run(stack, 64, 3, args.a, args.b, quiet=True))  # warm-up: the broker's JIT, connections
             for batch_max in (int(x) for x in args.batch_max.split(",")):
                 print(f"FENCED_BATCH_MAX={batch_max}, one folder, {args.seconds:.0f} s:", flush=True)
                 asyncio.run(run(stack, batch_max, args.seconds, args.a, args.b))

@@ -32,22 +32,35 @@ def require_free_port(port: int, what: str, env: str) -> None:
         )
 
 
-_LISTEN_PORTS = range(20000, 32000)
-"""Below Linux's default ephemeral range (32768-60999): a port handed out here is not also
-taken by one of the many outgoing connections made between picking it and the server binding it."""
+def _listen_ports() -> range:
+    """Ports below Linux's ephemeral range (``ip_local_port_range``, 32768-60999 by default): a
+    port handed out here is not also taken by one of the many outgoing connections made
+    between picking it and the server binding it."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return range(20000, low) if low > 21000 else range(low // 2, low)
+
+
+_handed_out: set[int] = set()
 
 
 def free_port() -> int:
-    """A loopback port nothing listens on now, drawn at random below the ephemeral range."""
-    rng = random.SystemRandom()
+    """A loopback port nothing listens on now, drawn below the ephemeral range and never handed
+    out twice by this process (two picks before either server binds would otherwise collide)."""
+    ports = _listen_ports()
     for _ in range(200):
-        port = rng.choice(_LISTEN_PORTS)
+        port = random.randrange(ports.start, ports.stop)
+        if port in _handed_out:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:  # a crowded range: let the kernel pick
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

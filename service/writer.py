@@ -378,7 +378,7 @@ class Writer:
         if self.settings.fault_injection:
             for pl in planned:
                 if pl.req.fault == "pause-before-append":
-                    await self._announce_pause(pl.req)
+                    await self._announce_pause(pl.req, deadline)
         try:
             appended = await self.appender.append(topic, rid, records, self._remaining(deadline))
         except AppendOutcomeUnknown:
@@ -404,15 +404,15 @@ class Writer:
                 pl.pending.fail(unknown)
             return again
 
-    async def _announce_pause(self, req: Request) -> None:
+    async def _announce_pause(self, req: Request, deadline: float) -> None:
         """Fault injection: say "lease held, about to append", then wait until the test deletes the
-        key (it does so after SIGSTOP, before SIGCONT) or 30 s pass: a handshake, not a sleep the
-        test must beat on a slow machine."""
+        key (it does so after SIGSTOP, before SIGCONT) or the command's deadline passes: a
+        handshake, not a sleep the test must beat on a slow machine."""
         key = f"fenced:fault:{req.command_id}"
         await self.leases.redis.set(key, str(os.getpid()), ex=60)
-        until = time.monotonic() + 30
-        while time.monotonic() < until and await self.leases.redis.exists(key):  # noqa: ASYNC110 -- polls Redis
+        while time.monotonic() < deadline and await self.leases.redis.exists(key):  # noqa: ASYNC110 -- polls Redis
             await asyncio.sleep(0.01)
+        await self.leases.redis.delete(key)
 
     async def _fence(self, decider: Decider, stream: str, rid: str, topic: str, token: int,
                      deadline: float) -> StreamState:

@@ -186,7 +186,7 @@ async def test_waiters_of_two_processes_are_served_in_arrival_order(
 @pytest.fixture
 async def leases(redis: aioredis.Redis) -> AsyncIterator[Leases]:
     # a long heartbeat: a waiter left in the line would block the next acquirer for 15 s and
-    # a lost wake-up would cost 5 s, so the 2 s deadlines below catch both
+    # a lost wake-up would cost 5 s, so the deadlines and bounds below, all shorter, catch both
     async with Leases(redis, ttl_ms=5000, heartbeat_ms=5000) as lm:
         await lm.set_epoch(1)
         yield lm
@@ -277,6 +277,7 @@ async def test_cancelling_the_head_of_the_line_as_it_is_woken_hands_over_to_the_
             await wait_for_value(lambda: queued(1), "the head to join the line")
             second = asyncio.create_task(leases.acquire(stream, soon(10)))
             await wait_for_value(lambda: queued(2), "the second to join the line")
+            joined = time.monotonic()  # its 5 s heartbeat wait began before this
             release = asyncio.create_task(leases.release(holder, clean=True))  # publishes the head's wake-up
             await cancel_after(head, spins, block)
             assert await release
@@ -286,8 +287,10 @@ async def test_cancelling_the_head_of_the_line_as_it_is_woken_hands_over_to_the_
                 lease = None
             if lease is not None:
                 assert await leases.release(lease, clean=True)
-            # the second was woken by the release or the leave, not by its 5 s heartbeat
-            nxt = await asyncio.wait_for(second, 4.5)
+            # the second was woken by the release or the leave, not by its 5 s heartbeat: a lost
+            # wake-up would see it served only about 5 s after it joined the line
+            nxt = await asyncio.wait_for(second, 15)
+            assert time.monotonic() - joined < 4.5, "the second waited for its heartbeat: a lost wake-up"
             head_granted = lease is not None or nxt.token == holder.token + 2
             assert nxt.token == holder.token + 1 + head_granted
             assert nxt.takeover == (head_granted and lease is None), "an unused grant is given back dirty"

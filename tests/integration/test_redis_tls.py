@@ -46,6 +46,7 @@ def test_the_stack_runs_on_redis_over_tls_as_a_least_privilege_acl_user(
         plain.ping()  # the default user is off: nobody gets in without the ACL user's password
     keys = workdir / "tls-keys"
     key = create_key(keys, "acme", frozenset({"read", "write"}), "tls")
+    # a per-day window too: its counter key outlives the scan for it below (a per-second key expires in 1 s)
     stack = Stack(workdir / "stacks", kafka, server, replicas=1, extra_env={
         "FENCED_REDIS_URL": url, "FENCED_AUTH": "keys", "FENCED_API_KEYS_FILE": str(keys),
         "FENCED_RATE_LIMIT": "100/second;100000/day"}).start()

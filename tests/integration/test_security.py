@@ -253,7 +253,7 @@ def test_a_tenant_over_its_rate_limit_gets_429_with_retry_after_on_every_replica
             other = http.get(f"{stack.urls[0]}/v1/folders/none", headers=auth(keys.globex))
         assert codes.count(404) <= 6 and codes.count(429) >= 10, codes
         assert set(codes) <= {404, 429}
-        assert all(1 <= int(v) <= 60 for v in retry_after), retry_after
+        assert all(30 <= int(v) <= 60 for v in retry_after), retry_after  # the rest of the minute's window
         assert other.status_code == 404, "another tenant has its own budget"
     finally:
         stack.stop()
