@@ -14,7 +14,8 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 
 from service import logs
 from service.api import problems
-from service.api.deps import ApiKeys, Reader, unauthorized
+from service.api.authn import ApiKeys, unauthorized
+from service.api.deps import Reader
 from service.api.limits import BodyLimit
 from service.api.routes import health, router
 from service.domain import folders  # noqa: F401 - registers the reference type
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     # the last added runs first: log every request, then authenticate, then limit the body
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(AuthenticationMiddleware, backend=ApiKeys(), on_error=unauthorized)
+    app.add_middleware(AuthenticationMiddleware, backend=ApiKeys(lambda conn: conn.app.state.runtime.keys),
+                       on_error=unauthorized)
     app.add_middleware(logs.RequestLog)
     problems.install(app)
     app.include_router(health)

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from locks import LeaseError, Leases
 from service import domain
+from service.auth import KeyFile, KeyFileError
 from service.domain import Decider
 from service.epochs import Epochs
 from service.kafka import Appender, client_options, ensure_topics
@@ -280,12 +281,21 @@ class Projector:
         sys.stderr.flush()
 
 
-async def _serve_metrics(projector: Projector, port: int) -> MetricsServer | None:
-    """Serve the projector's /metrics; a port that cannot be bound costs the metrics, not the projector."""
+async def _serve_metrics(projector: Projector, settings: Settings) -> MetricsServer | None:
+    """Serve the projector's /metrics; a port that cannot be bound, or a keys file that cannot be
+    read, costs the metrics, not the projector."""
+    port = settings.projector_metrics_port
     if port == 0:
         log.info("projector metrics are off (FENCED_PROJECTOR_METRICS_PORT=0)")
         return None
-    server = MetricsServer(projector, port)
+    keys = None
+    if settings.auth == "keys":
+        try:
+            keys = KeyFile(settings.api_keys_file)
+        except KeyFileError as e:
+            log.error("projector metrics: %s; running without /metrics", e)
+            return None
+    server = MetricsServer(projector, port, keys=keys)
     try:
         await server.start()
     except OSError as e:
@@ -298,7 +308,7 @@ async def _serve_metrics(projector: Projector, port: int) -> MetricsServer | Non
 async def run_projector(settings: Settings, *, rebuild: bool = False, until_caught_up: bool = False) -> None:
     redis = aioredis.Redis.from_url(settings.redis_url)
     projector = Projector(settings, redis, rebuild=rebuild, progress=rebuild)
-    metrics = await _serve_metrics(projector, settings.projector_metrics_port)
+    metrics = await _serve_metrics(projector, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     import signal

@@ -3,9 +3,9 @@
 Everything is read from the projector when scraped, so the apply loop pays nothing but the
 few counter increments it keeps anyway: discards by topic and rule reason, records applied,
 events accepted, each assigned partition's applied offset and lag behind the log end, and
-whether the projection is ready. The endpoint is a small asyncio HTTP server on the
-projector's own event loop, so a scrape reads the projector's state between two steps of
-the loop, never while it changes (no thread, no locks).
+whether the projection is ready. The endpoint is served by uvicorn on the projector's own
+event loop, so a scrape reads the projector's state between two steps of the loop, never
+while it changes (no thread, no locks).
 """
 
 from __future__ import annotations
@@ -13,23 +13,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from locks import META_KEY
+from service.api.authn import ApiKeys, principal_of, unauthorized
+from service.api.problems import problem
+from service.auth import KeyFile
+from service.errors import Forbidden
 
 if TYPE_CHECKING:
     from service.projector import Projector
 
 log = logging.getLogger("fenced.projector")
 
-MAX_REQUEST_BYTES = 16 * 1024
-REQUEST_TIMEOUT_S = 5.0
+KEEP_ALIVE_S = 5
 READY_TIMEOUT_S = 1.0
 
 
@@ -95,56 +105,65 @@ class ProjectorCollector(Collector):
             value=1 if ready else 0)
 
 
-class MetricsServer:
-    """``GET /metrics`` on the running event loop (``HEAD`` too); anything else is 404/405."""
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn on the projector's own loop: the projector handles SIGTERM/SIGINT itself, so the
+    server must not take the signals over while it runs."""
 
-    def __init__(self, projector: Projector, port: int, host: str = "0.0.0.0") -> None:
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class MetricsServer:
+    """``GET /metrics`` (``HEAD`` too), a Starlette app served by uvicorn on the running event
+    loop. With ``keys`` (``FENCED_AUTH=keys``) it needs a key with the ``metrics`` scope, as the
+    API replicas' ``/metrics`` does: 401 without a valid key, 403 without the scope."""
+
+    def __init__(self, projector: Projector, port: int, host: str = "0.0.0.0",
+                 keys: KeyFile | None = None) -> None:
         # every interface: Prometheus scrapes the projector's pod or host from outside
         self.host = host
         self.port = port
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = ProjectorCollector(projector)
         self.registry.register(self.collector)
-        self._server: asyncio.Server | None = None
+        app = Starlette(routes=[Route("/metrics", self._metrics, methods=["GET", "HEAD"])])
+        app.add_middleware(AuthenticationMiddleware, backend=ApiKeys(lambda conn: keys), on_error=unauthorized)
+        self._server = _EmbeddedServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
+                                                      timeout_keep_alive=KEEP_ALIVE_S))
+        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_REQUEST_BYTES)
-        sockets = self._server.sockets or ()
-        if sockets and self.port == 0:
-            self.port = int(sockets[0].getsockname()[1])
+        """Bind the port here, so a port in use is an ``OSError`` for the caller to report."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.port = int(sock.getsockname()[1])
+        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="projector-metrics")
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._server.wait_closed(), 2)
-            self._server = None
+        if self._task is not None:
+            self._server.should_exit = True
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(self._task, 5)
+            self._task = None
 
     async def render(self) -> bytes:
         await self.collector.refresh()
         return bytes(generate_latest(self.registry))
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _metrics(self, request: Request) -> Response:
+        principal = principal_of(request)
+        if principal is None or not principal.allows("metrics"):
+            name = principal.name if principal is not None else "?"
+            return problem(403, Forbidden.title, f"the key {name!r} lacks the 'metrics' scope this needs")
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
-            method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-            path = rest.split(" ", 1)[0].split("?", 1)[0]
-            if method not in ("GET", "HEAD"):
-                status, ctype, body = "405 Method Not Allowed", "text/plain; charset=utf-8", b"GET /metrics\n"
-            elif path in ("/metrics", "/metrics/"):
-                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, await self.render()
-            else:
-                status, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"GET /metrics\n"
-            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode("latin-1"))
-            if method != "HEAD":
-                writer.write(body)
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            pass
+            body = await self.render()
         except Exception:  # a scrape must never take the projector down
             log.exception("projector metrics: scrape failed")
-        finally:
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+            return Response("scrape failed\n", status_code=500, media_type="text/plain")
+        return Response(body, media_type=CONTENT_TYPE_LATEST)

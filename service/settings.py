@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     idempotency_ttl_s: int = Field(86400, ge=1, description="How long answers are kept per Idempotency-Key.")
     projector_group: str = Field("fenced-projector", description="Consumer group of the projector.")
     projector_metrics_port: int = Field(9108, ge=0, le=65535, description=(
-        "Port of the projector's Prometheus /metrics (0: off)."))
+        "Port of the projector's Prometheus /metrics (0: off); it needs a key with the metrics scope."))
     log_level: str = Field("INFO", description="Log level of the service and the projector.")
     fault_injection: bool = Field(False, description=(
         "Honour the X-Fenced-Fault request header (tests and `fenced chaos` only; never in production)."))

@@ -127,6 +127,26 @@ async def test_a_key_without_the_scope_gets_403(secure: Stack, keys: Keys) -> No
         assert (await http.get("/openapi.json", headers=auth(keys.acme_reader))).status_code == 200
 
 
+async def test_the_projectors_metrics_need_a_key_with_the_metrics_scope(secure: Stack, keys: Keys) -> None:
+    """The projector's /metrics (its own port) checks the same keys file as the API replicas."""
+    url = f"http://127.0.0.1:{secure.env['FENCED_PROJECTOR_METRICS_PORT']}"
+    async with httpx.AsyncClient(base_url=url) as http:
+        for headers in ({}, auth("fk_" + "A" * 43), {"Authorization": "Basic YWNtZTpzZWNyZXQ="}):
+            for path in ("/metrics", "/elsewhere"):
+                r = await http.get(path, headers=headers)
+                assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer"), r.text
+                assert "fenced_projector" not in r.text
+        r = await http.get("/metrics", headers=auth(keys.acme))
+        assert r.status_code == 403 and "'metrics' scope" in r.json()["detail"], r.text
+        r = await http.get("/metrics", headers=auth(keys.ops))
+        assert r.status_code == 200 and "fenced_projector_ready" in r.text
+        assert r.headers["content-type"].startswith("text/plain")
+        assert (await http.head("/metrics", headers=auth(keys.ops))).status_code == 200
+        assert (await http.post("/metrics", headers=auth(keys.ops))).status_code == 405
+        assert (await http.get("/elsewhere", headers=auth(keys.ops))).status_code == 404
+    assert secure.services.procs["projector"].poll() is None
+
+
 async def test_tenants_cannot_read_write_or_learn_of_each_others_resources(secure: Stack, keys: Keys) -> None:
     rid = fid()
     a, b = auth(keys.acme), auth(keys.globex)

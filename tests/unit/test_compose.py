@@ -241,14 +241,16 @@ def test_secrets_are_required_never_defaulted() -> None:
 
 def test_the_api_requires_keys_from_a_docker_secret() -> None:
     """Secure by default: authentication on, the hashed keys file mounted as a secret whose
-    source path must be given (no default), the API replicas (only) reading it."""
+    source path must be given (no default), read by the API replicas and by the projector (for
+    its /metrics); nothing else gets it."""
     data = _compose()
     env = _environment(_services()["api"])
     assert env["FENCED_AUTH"] == "keys"
     secret = env["FENCED_API_KEYS_FILE"].removeprefix("/run/secrets/")
     assert secret in data["secrets"] and secret in _services()["api"]["secrets"]
+    assert secret in _services()["projector"]["secrets"], "the projector's /metrics checks the same keys"
     assert REQUIRED_VAR.match(data["secrets"][secret]["file"])
-    assert "secrets" not in _services()["projector"]
+    assert [name for name, svc in _services().items() if "secrets" in svc] == ["api", "projector"]
     assert env["FENCED_RATE_LIMIT"]
 
 
