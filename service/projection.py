@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -74,7 +74,11 @@ def applied_key(topic: str) -> str:
 
 
 def event_json(e: AcceptedEvent) -> str:
-    return json.dumps(asdict(e), separators=(",", ":"))
+    # the fields in declaration order, as dataclasses.asdict gave them, without its deep copy
+    # of ``data`` (a tenth of the projector's rebuild time under py-spy)
+    return json.dumps({"version": e.version, "type": e.type, "data": e.data, "partition": e.partition,
+                       "offset": e.offset, "token": e.token, "command": e.command, "event_id": e.event_id,
+                       "time": e.time}, separators=(",", ":"))
 
 
 def verdict_json(v: Verdict) -> str:

@@ -788,3 +788,22 @@ def test_generator_reaches_every_branch() -> None:
 
     collect()
     assert seen == set(GENERATOR_REACHES)
+
+
+json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                                        max_size=3),
+                           max_leaves=10)
+
+
+@given(st.builds(AcceptedEvent, version=st.integers(1, 2**40), type=st.text(max_size=10),
+                 data=st.dictionaries(st.text(max_size=5), json_values, max_size=4),
+                 partition=st.integers(0, 100), offset=st.integers(0, 2**40), token=st.integers(1, 2**62),
+                 command=st.text(max_size=10), event_id=st.text(max_size=10), time=st.text(max_size=10)))
+def test_the_stored_event_json_is_what_asdict_gave(event: AcceptedEvent) -> None:
+    """event_json builds its dict by hand (asdict's deep copy was a tenth of a rebuild); the
+    bytes stored in Redis, which verify and the API read back, stay exactly the same."""
+    from dataclasses import asdict
+
+    from service.projection import event_json
+    assert event_json(event) == json.dumps(asdict(event), separators=(",", ":"))
