@@ -8,7 +8,7 @@ import time
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter, RateLimiter
 
 from service.errors import TooManyRequests
 
@@ -16,13 +16,15 @@ log = logging.getLogger("fenced.ratelimit")
 
 
 class TenantLimiter:
-    def __init__(self, spec: str, redis_url: str) -> None:
+    def __init__(self, spec: str, redis_url: str,
+                 strategy: type[RateLimiter] = MovingWindowRateLimiter) -> None:
+        """``strategy``: the moving window is exact; ``bench/ratelimit.py`` measures the others."""
         self.items: list[RateLimitItem] = parse_many(spec) if spec.strip() else []
-        self._limiter: MovingWindowRateLimiter | None = None
+        self._limiter: RateLimiter | None = None
         if self.items:
             url = "async+" + redis_url if not redis_url.startswith("async+") else redis_url
             storage = RedisStorage(url, implementation="redispy", key_prefix="fenced:ratelimit")
-            self._limiter = MovingWindowRateLimiter(storage)
+            self._limiter = strategy(storage)
 
     async def hit(self, tenant: str) -> None:
         """Count one request of ``tenant``; raise :class:`TooManyRequests` above any limit.
