@@ -71,14 +71,15 @@ class StreamState:
 
     version: int = 0
     max_token: int = 0
-    recent: tuple[tuple[str, int, int, int], ...] = ()
-    """(command id, last version, first offset, last offset) of recent accepted commands."""
+    recent: tuple[tuple[str, int, int, int, str], ...] = ()
+    """(command id, last version, first offset, last offset, fingerprint) of recent accepted
+    commands; the fingerprint is the first event's ``ce_fencedfingerprint`` ("" if it had none)."""
     state: State = field(default_factory=dict)
     pending: tuple[Record, ...] = ()
     offset: int = -1
     """Offset of the last record of this stream the rule has seen."""
 
-    def recent_command(self, command: str) -> tuple[str, int, int, int] | None:
+    def recent_command(self, command: str) -> tuple[str, int, int, int, str] | None:
         for entry in self.recent:
             if entry[0] == command:
                 return entry
@@ -96,7 +97,8 @@ class StreamState:
         raw = json.loads(text)
         return cls(
             version=raw["version"], max_token=raw["max_token"],
-            recent=tuple((r[0], r[1], r[2], r[3]) for r in raw["recent"]),
+            # entries stored before the fingerprint existed have four fields
+            recent=tuple((r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else "") for r in raw["recent"]),
             state=raw["state"], pending=tuple(Record(**p) for p in raw["pending"]),
             offset=raw["offset"],
         )
@@ -139,7 +141,7 @@ def _decide_group(decider: Decider, s: StreamState,
     events = tuple(AcceptedEvent(r.version, r.event_type, r.data, r.partition, r.offset, r.token,
                                  r.command, r.event_id, r.time) for r in group)
     last = group[-1]
-    recent = (*s.recent, (first.command, last.version, first.offset, last.offset))
+    recent = (*s.recent, (first.command, last.version, first.offset, last.offset, first.fingerprint))
     accepted = replace(s, version=last.version, max_token=first.token,
                        recent=recent[-RECENT_WINDOW:], state=state)
     return accepted, Verdict(first.stream, first.command, True, None, first.partition,

@@ -30,6 +30,10 @@ H_TOKEN = "ce_fencedtoken"
 H_COMMAND = "ce_fencedcommand"
 H_INDEX = "ce_fencedindex"
 H_COUNT = "ce_fencedcount"
+H_FINGERPRINT = "ce_fencedfingerprint"
+"""A digest of the command that wrote the event (its name, data and expected version), so that
+a writer can tell a retry from a reused Idempotency-Key with another body, also when only the
+log remembers the command. Absent on events written before it existed."""
 H_REQUEST_ID = "ce_fencedrequestid"
 """The id of the HTTP request that wrote the event (informational; the rule ignores it)."""
 H_TRACEPARENT = "ce_traceparent"
@@ -92,7 +96,8 @@ def now_rfc3339() -> str:
 
 def event_headers(*, source: str, subject: str, event_type: str, version: int, token: int,
                   command: str, index: int, count: int, event_id: str | None = None,
-                  time: str | None = None, extra: Sequence[tuple[str, bytes]] = ()) -> Headers:
+                  time: str | None = None, fingerprint: str = "",
+                  extra: Sequence[tuple[str, bytes]] = ()) -> Headers:
     return [
         (H_SPECVERSION, SPECVERSION.encode()),
         (H_ID, (event_id or str(uuid.uuid4())).encode()),
@@ -106,6 +111,7 @@ def event_headers(*, source: str, subject: str, event_type: str, version: int, t
         (H_COMMAND, command.encode()),
         (H_INDEX, str(index).encode()),
         (H_COUNT, str(count).encode()),
+        *([(H_FINGERPRINT, fingerprint.encode())] if fingerprint else []),
         *extra,
     ]
 
@@ -149,6 +155,7 @@ class Record:
     event_id: str = ""
     time: str = ""
     problem: str = ""
+    fingerprint: str = ""
 
 
 MAX_DECIMAL_DIGITS = 19
@@ -210,6 +217,7 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
             raise ValueError("event data is not a JSON object")
         return Record("event", stream, partition, offset, token=token, version=version,
                       command=command, index=index, count=count, event_type=ce_type,
-                      data=data, event_id=_text(h, H_ID), time=_text(h, H_TIME))
+                      data=data, event_id=_text(h, H_ID), time=_text(h, H_TIME),
+                      fingerprint=_text(h, H_FINGERPRINT))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         return Record("malformed", stream, partition, offset, problem=str(e))

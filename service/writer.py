@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import hashlib
 import json
 import logging
@@ -92,8 +93,10 @@ class Request:
     def stream(self) -> str:
         return f"{self.resource_type}:{self.resource_id}"
 
-    @property
+    @functools.cached_property
     def fingerprint(self) -> str:
+        """What a reused Idempotency-Key is compared by: the command's name, data and expected
+        version (carried by its events as ``ce_fencedfingerprint`` and kept with its answer)."""
         raw = json.dumps([self.name, self.data, self.expected_version], sort_keys=True)
         return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
@@ -324,7 +327,11 @@ class Writer:
                 again.append(p)  # a repeated key is answered from the first one's saved answer
                 continue
             seen.add(req.command_id)
-            done = await self._already_applied(req, state)
+            try:
+                done = await self._already_applied(req, state)
+            except InvalidInput as err:  # not saved: the key's answer is the first request's
+                p.fail(err)
+                continue
             if done is not None:
                 p.resolve(done)
                 continue
@@ -359,7 +366,8 @@ class Writer:
                 (encode_value(e.data),
                  event_headers(source=self.settings.source, subject=rid, event_type=e.type,
                                version=state.version + 1 + i, token=lease.token, command=req.command_id,
-                               index=i, count=len(events), extra=req.trace_headers()))
+                               index=i, count=len(events), fingerprint=req.fingerprint,
+                               extra=req.trace_headers()))
                 for i, e in enumerate(events)]
             planned.append(_Planned(p, recs, state.version + 1, len(records)))
             records += recs
@@ -432,7 +440,9 @@ class Writer:
         entry = state.recent_command(req.command_id)
         if entry is None:
             return None
-        _, last_version, first_offset, last_offset = entry
+        _, last_version, first_offset, last_offset, fingerprint = entry
+        if fingerprint and fingerprint != req.fingerprint:  # events written before it have none
+            raise InvalidInput("this Idempotency-Key was used for a different request")
         # the command's events are among the last (offset span) versions: read only those
         first = max(1, last_version - (last_offset - first_offset))
         stored = await self.projection.events(req.stream, first, last_version - first + 1)

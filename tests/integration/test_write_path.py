@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from devstack.stack import Stack, post_body
+from locks import stream_key
 from service.demo import history_problems, race
 
 pytestmark = pytest.mark.integration
@@ -109,6 +110,29 @@ async def test_idempotency_key_appends_once(stack: Stack) -> None:
     assert other.status_code == 422 and "different request" in other.json()["detail"]
     replay = await stack.replay()
     assert [e["command"] for e in replay.histories()[folder]].count(key) == 1
+
+
+async def test_a_reused_key_with_another_body_is_refused_after_its_answer_expired(stack: Stack) -> None:
+    """Once the saved answer is gone (its TTL, or a Redis that lost it), the key is answered
+    from the log's recent window: the events carry the command's fingerprint, so another body
+    under the same key is still refused (422) and the first body still gets its answer."""
+    folder = fid()
+    key = uuid.uuid4().hex
+    r = aioredis.Redis.from_url(stack.env["FENCED_REDIS_URL"])
+    url = f"{stack.urls[0]}/v1/folders/{folder}/commands"
+    async with httpx.AsyncClient(timeout=30) as client:
+        first = await client.post(url, json=post_body("Create", {"name": "a"}), headers={"Idempotency-Key": key})
+        assert first.status_code == 201, first.text
+        assert await r.delete(f"{stream_key('folders:' + folder)}:k:{key}") == 1, "the saved answer existed"
+        other = await client.post(url, json=post_body("Create", {"name": "b"}), headers={"Idempotency-Key": key})
+        assert other.status_code == 422 and "different request" in other.json()["detail"], other.text
+        again = await client.post(url, json=post_body("Create", {"name": "a"}), headers={"Idempotency-Key": key})
+        assert again.status_code == 201 and again.json() == first.json(), again.text
+        other = await client.post(url, json=post_body("Create", {"name": "b"}), headers={"Idempotency-Key": key})
+        assert other.status_code == 422, "the answer saved from the window is the first request's"
+    await r.aclose()
+    replay = await stack.replay()
+    assert [e["command"] for e in replay.histories()[folder]] == [key]
 
 
 async def test_reads_history_and_etag(stack: Stack) -> None:

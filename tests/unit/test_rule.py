@@ -284,8 +284,8 @@ def test_accepted_verdict_carries_the_events() -> None:
         ))
     assert v.version == 2
     assert s.state == {"exists": True, "destroyed": False, "name": "Mail", "parent_id": "root"}
-    assert s.recent == (("g", 2, 10, 11),)
-    assert s.recent_command("g") == ("g", 2, 10, 11)
+    assert s.recent == (("g", 2, 10, 11, ""),)
+    assert s.recent_command("g") == ("g", 2, 10, 11, "")
     assert s.recent_command("h") is None
 
 
@@ -377,7 +377,7 @@ def test_recent_window_is_bounded_and_defined_by_the_log() -> None:
     s, verdicts = run(records)
     assert all(v.accepted for v in verdicts)
     assert len(s.recent) == RECENT_WINDOW
-    assert s.recent[-1] == (f"c{n - 1}", n, n - 1, n - 1)
+    assert s.recent[-1] == (f"c{n - 1}", n, n - 1, n - 1, "")
     assert s.recent_command("c0") is None
     assert s.recent_command("c1") is None
     assert s.recent_command("c2") is not None
@@ -807,3 +807,21 @@ def test_the_stored_event_json_is_what_asdict_gave(event: AcceptedEvent) -> None
 
     from service.projection import event_json
     assert event_json(event) == json.dumps(asdict(event), separators=(",", ":"))
+
+
+def test_the_recent_window_keeps_the_commands_fingerprint_from_its_first_event() -> None:
+    """The writer compares a reused Idempotency-Key with it once the saved answer is gone."""
+    headers = event_headers(source="t", subject="folders:f", event_type=CREATED, version=1, token=4,
+                            command="k1", index=0, count=1, fingerprint="ab" * 16)
+    r = decode(b"folders:f", encode_value({"name": "Inbox", "parent_id": "root"}), headers, 0, 5)
+    assert r.kind == "event" and r.fingerprint == "ab" * 16
+    s, verdicts = apply(FOLDERS, rule.initial(FOLDERS), r)
+    assert verdicts[0].accepted and s.recent_command("k1") == ("k1", 1, 5, 5, "ab" * 16)
+    assert StreamState.from_json(s.to_json()) == s
+    # a record without the header (written before it existed) and a state stored then
+    old = decode(b"folders:f", encode_value({"name": "x"}), [h for h in headers if h[0] != "ce_fencedfingerprint"],
+                 0, 6)
+    assert old.kind == "event" and old.fingerprint == ""
+    stored = json.loads(s.to_json())
+    stored["recent"] = [entry[:4] for entry in stored["recent"]]
+    assert StreamState.from_json(json.dumps(stored)).recent_command("k1") == ("k1", 1, 5, 5, "")
