@@ -51,6 +51,10 @@ class KeyFileError(Exception):
     """The keys file cannot be read or has a bad line (the message says which)."""
 
 
+class NotAuthenticated(Exception):
+    """No API key in the request, or one that is unknown or revoked (answered 401)."""
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
@@ -128,6 +132,16 @@ class KeyFile:
             return None
         entry = self._entries.get(hash_key(key))
         return None if entry is None else Principal(entry.tenant, entry.scopes, entry.name)
+
+    def authenticate(self, authorization: str) -> Principal:
+        """The caller of a request with this ``Authorization`` header value, or :class:`NotAuthenticated`."""
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise NotAuthenticated("an API key is required: send 'Authorization: Bearer <key>'")
+        principal = self.lookup(key.strip())
+        if principal is None:
+            raise NotAuthenticated("the API key is not valid (unknown or revoked)")
+        return principal
 
     def entries(self) -> list[KeyEntry]:
         self._refresh()

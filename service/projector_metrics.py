@@ -3,43 +3,35 @@
 Everything is read from the projector when scraped, so the apply loop pays nothing but the
 few counter increments it keeps anyway: discards by topic and rule reason, records applied,
 events accepted, each assigned partition's applied offset and lag behind the log end, and
-whether the projection is ready. The endpoint is served by uvicorn on the projector's own
-event loop, so a scrape reads the projector's state between two steps of the loop, never
-while it changes (no thread, no locks).
+whether the projection is ready. The endpoint is a small asyncio HTTP server on the
+projector's own event loop, so a scrape reads the projector's state between two steps of
+the loop, never while it changes (no thread, no locks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-import socket
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
-from starlette.applications import Starlette
-from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from locks import META_KEY
-from service.api.authn import ApiKeys, principal_of, unauthorized
-from service.api.problems import problem
-from service.auth import KeyFile
-from service.errors import Forbidden, Unauthorized
+from service.auth import KeyFile, NotAuthenticated
 
 if TYPE_CHECKING:
     from service.projector import Projector
 
 log = logging.getLogger("fenced.projector")
 
-KEEP_ALIVE_S = 5
+MAX_REQUEST_BYTES = 16 * 1024
+REQUEST_TIMEOUT_S = 5.0
 READY_TIMEOUT_S = 1.0
 
 
@@ -105,66 +97,90 @@ class ProjectorCollector(Collector):
             value=1 if ready else 0)
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn on the projector's own loop: the projector handles SIGTERM/SIGINT itself, so the
-    server must not take the signals over while it runs."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 class MetricsServer:
-    """``GET /metrics`` (``HEAD`` too), a Starlette app served by uvicorn on the running event
-    loop. With ``keys`` (``FENCED_AUTH=keys``) it needs a key with the ``metrics`` scope, as the
-    API replicas' ``/metrics`` does: 401 without a valid key, 403 without the scope."""
+    """``GET /metrics`` on the running event loop (``HEAD`` too), one request per connection,
+    each bounded in size (16 KiB) and time (5 s): a small asyncio server rather than uvicorn,
+    which sets no deadline on a connection that never sends a request, on a port that shares
+    the projector's process. With ``keys`` (``FENCED_AUTH=keys``) every request needs a key
+    with the ``metrics`` scope, checked first, as on the API replicas: 401 without a valid
+    key (whatever the method or path), 403 without the scope; then 405 or 404."""
 
     def __init__(self, projector: Projector, port: int, host: str = "0.0.0.0",
                  keys: KeyFile | None = None) -> None:
         # every interface: Prometheus scrapes the projector's pod or host from outside
         self.host = host
         self.port = port
+        self.keys = keys
         self.registry = CollectorRegistry(auto_describe=False)
         self.collector = ProjectorCollector(projector)
         self.registry.register(self.collector)
-        app = Starlette(routes=[Route("/metrics", self._metrics, methods=["GET", "HEAD"])])
-        app.add_middleware(AuthenticationMiddleware, backend=ApiKeys(lambda conn: keys), on_error=unauthorized)
-        self._server = _EmbeddedServer(uvicorn.Config(app, lifespan="off", log_config=None, access_log=False,
-                                                      timeout_keep_alive=KEEP_ALIVE_S))
-        self._task: asyncio.Task[None] | None = None
+        self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        """Bind the port here, so a port in use is an ``OSError`` for the caller to report."""
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        self.port = int(sock.getsockname()[1])
-        self._task = asyncio.create_task(self._server.serve(sockets=[sock]), name="projector-metrics")
+        self._server = await asyncio.start_server(self._handle, self.host, self.port, limit=MAX_REQUEST_BYTES)
+        sockets = self._server.sockets or ()
+        if sockets and self.port == 0:
+            self.port = int(sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._server.should_exit = True
-            with contextlib.suppress(Exception):  # a timeout included: stopping must not fail
-                await asyncio.wait_for(self._task, 5)
-            self._task = None
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+            self._server = None
 
     async def render(self) -> bytes:
         await self.collector.refresh()
         return bytes(generate_latest(self.registry))
 
-    async def _metrics(self, request: Request) -> Response:
-        principal = principal_of(request)
-        if principal is None:  # not authenticated by the middleware: refuse, never open
-            return problem(401, Unauthorized.title, "an API key is required: send 'Authorization: Bearer <key>'")
-        if not principal.allows("metrics"):
-            return problem(403, Forbidden.title, f"the key {principal.name!r} lacks the 'metrics' scope this needs")
+    def _refusal(self, authorization: str) -> tuple[str, bytes, list[str]] | None:
+        """401 or 403 as problem+json (status line, body, extra headers), or None to go on."""
+        if self.keys is None:
+            return None
         try:
-            body = await self.render()
+            principal = self.keys.authenticate(authorization)
+        except NotAuthenticated as e:
+            challenge = 'WWW-Authenticate: Bearer realm="fenced"'
+            return "401 Unauthorized", _problem(401, "Unauthorized", str(e)), [challenge]
+        if not principal.allows("metrics"):
+            detail = f"the key {principal.name!r} lacks the 'metrics' scope this needs"
+            return "403 Forbidden", _problem(403, "Forbidden", detail), []
+        return None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
+            request_line, *lines = head.decode("latin-1").split("\r\n")
+            method, _, rest = request_line.partition(" ")
+            path = rest.split(" ", 1)[0].split("?", 1)[0]
+            authorization = next((value.strip() for name, _, value in (line.partition(":") for line in lines)
+                                  if name.strip().lower() == "authorization"), "")
+            extra: list[str] = []
+            if refused := self._refusal(authorization):
+                status, body, extra = refused
+                ctype = "application/problem+json"
+            elif method not in ("GET", "HEAD"):
+                status, ctype, body = "405 Method Not Allowed", "text/plain; charset=utf-8", b"GET /metrics\n"
+                extra = ["Allow: GET, HEAD"]
+            elif path in ("/metrics", "/metrics/"):
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, await self.render()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain; charset=utf-8", b"GET /metrics\n"
+            writer.write("".join(f"{line}\r\n" for line in [
+                f"HTTP/1.1 {status}", f"Content-Type: {ctype}", f"Content-Length: {len(body)}", *extra,
+                "Connection: close", ""]).encode("latin-1"))
+            if method != "HEAD":
+                writer.write(body)
+            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT_S)
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            pass
         except Exception:  # a scrape must never take the projector down
             log.exception("projector metrics: scrape failed")
-            return Response("scrape failed\n", status_code=500, media_type="text/plain")
-        return Response(body, media_type=CONTENT_TYPE_LATEST)
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+def _problem(status: int, title: str, detail: str) -> bytes:
+    return json.dumps({"type": "about:blank", "title": title, "status": status, "detail": detail}).encode()

@@ -1,10 +1,9 @@
 """Who is calling: the backend of Starlette's ``AuthenticationMiddleware`` for API keys.
 
-It runs before anything else looks at a request, in the API replicas and in the projector's
-metrics endpoint: without a valid key every path but the probes is 401, whatever the body
-(malformed, too large) or the path (unknown), so a stranger learns nothing about the routes
-or about what the service would have made of the request. Which scope a path needs is
-checked later, by the route (403).
+It runs before anything else looks at a request in the API replicas: without a valid key
+every path but the probes is 401, whatever the body (malformed, too large) or the path
+(unknown), so a stranger learns nothing about the routes or about what the service would
+have made of the request. Which scope a path needs is checked later, by the route (403).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from starlette.responses import Response
 
 from service import logs
 from service.api.problems import problem
-from service.auth import ANONYMOUS, KeyFile, Principal
+from service.auth import ANONYMOUS, KeyFile, NotAuthenticated, Principal
 from service.errors import Unauthorized
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz"})
@@ -52,12 +51,10 @@ class ApiKeys(AuthenticationBackend):
         keys = self.keys(conn)
         if keys is None:
             return AuthCredentials(), KeyUser(ANONYMOUS)
-        scheme, _, key = conn.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise AuthenticationError("an API key is required: send 'Authorization: Bearer <key>'")
-        principal = keys.lookup(key.strip())
-        if principal is None:
-            raise AuthenticationError("the API key is not valid (unknown or revoked)")
+        try:
+            principal = keys.authenticate(conn.headers.get("authorization", ""))
+        except NotAuthenticated as e:
+            raise AuthenticationError(str(e)) from e
         ctx = logs.current.get()
         if ctx is not None:
             ctx.tenant = principal.tenant

@@ -128,7 +128,8 @@ async def test_a_key_without_the_scope_gets_403(secure: Stack, keys: Keys) -> No
 
 
 async def test_the_projectors_metrics_need_a_key_with_the_metrics_scope(secure: Stack, keys: Keys) -> None:
-    """The projector's /metrics (its own port) checks the same keys file as the API replicas."""
+    """The projector's /metrics (its own port) checks the same keys file as the API replicas,
+    before it looks at the method or the path."""
     url = f"http://127.0.0.1:{secure.env['FENCED_PROJECTOR_METRICS_PORT']}"
     async with httpx.AsyncClient(base_url=url) as http:
         for headers in ({}, auth("fk_" + "A" * 43), {"Authorization": "Basic YWNtZTpzZWNyZXQ="}):
@@ -144,6 +145,11 @@ async def test_the_projectors_metrics_need_a_key_with_the_metrics_scope(secure: 
         assert (await http.head("/metrics", headers=auth(keys.ops))).status_code == 200
         assert (await http.post("/metrics", headers=auth(keys.ops))).status_code == 405
         assert (await http.get("/elsewhere", headers=auth(keys.ops))).status_code == 404
+    # a connection that never sends a request is closed (5 s), not held open for ever
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(secure.env["FENCED_PROJECTOR_METRICS_PORT"]))
+    async with asyncio.timeout(15):
+        assert await reader.read() == b""
+    writer.close()
     assert secure.services.procs["projector"].poll() is None
 
 
