@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from service.domain import Decider, InvalidEvent, State
@@ -28,6 +28,9 @@ from service.wire import Record
 
 RECENT_WINDOW = 256
 """Accepted command ids remembered per stream; part of the protocol (replays must agree)."""
+RECENT_FINGERPRINT_HEX = 16
+"""Hex digits of a command's fingerprint kept in the window (64 bits: enough to tell a reused
+Idempotency-Key's other body from a retry, at a third of the window's size)."""
 
 Reason = Literal["stale", "duplicate", "conflict", "invalid", "malformed"]
 REASONS: tuple[Reason, ...] = ("stale", "duplicate", "conflict", "invalid", "malformed")
@@ -73,7 +76,8 @@ class StreamState:
     max_token: int = 0
     recent: tuple[tuple[str, int, int, int, str], ...] = ()
     """(command id, last version, first offset, last offset, fingerprint) of recent accepted
-    commands; the fingerprint is the first event's ``ce_fencedfingerprint`` ("" if it had none)."""
+    commands; the fingerprint is the first :data:`RECENT_FINGERPRINT_HEX` digits of the first
+    event's ``ce_fencedfingerprint`` ("" if it had none); the rule never decides by it."""
     state: State = field(default_factory=dict)
     pending: tuple[Record, ...] = ()
     offset: int = -1
@@ -99,16 +103,21 @@ class StreamState:
             version=raw["version"], max_token=raw["max_token"],
             # entries stored before the fingerprint existed have four fields
             recent=tuple((r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else "") for r in raw["recent"]),
-            state=raw["state"], pending=tuple(Record(**p) for p in raw["pending"]),
+            # fields a later version added are left out, so a rollback can still read its states
+            state=raw["state"], pending=tuple(Record(**{k: v for k, v in p.items() if k in _RECORD_FIELDS})
+                                              for p in raw["pending"]),
             offset=raw["offset"],
         )
+
+
+_RECORD_FIELDS = frozenset(f.name for f in fields(Record))
 
 
 def _record_to_json(r: Record) -> dict[str, Any]:
     return {"kind": r.kind, "stream": r.stream, "partition": r.partition, "offset": r.offset,
             "token": r.token, "version": r.version, "command": r.command, "index": r.index,
             "count": r.count, "event_type": r.event_type, "data": dict(r.data),
-            "event_id": r.event_id, "time": r.time, "problem": r.problem}
+            "event_id": r.event_id, "time": r.time, "problem": r.problem, "fingerprint": r.fingerprint}
 
 
 def initial(decider: Decider) -> StreamState:
@@ -141,7 +150,8 @@ def _decide_group(decider: Decider, s: StreamState,
     events = tuple(AcceptedEvent(r.version, r.event_type, r.data, r.partition, r.offset, r.token,
                                  r.command, r.event_id, r.time) for r in group)
     last = group[-1]
-    recent = (*s.recent, (first.command, last.version, first.offset, last.offset, first.fingerprint))
+    recent = (*s.recent, (first.command, last.version, first.offset, last.offset,
+                          first.fingerprint[:RECENT_FINGERPRINT_HEX]))
     accepted = replace(s, version=last.version, max_token=first.token,
                        recent=recent[-RECENT_WINDOW:], state=state)
     return accepted, Verdict(first.stream, first.command, True, None, first.partition,

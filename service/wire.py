@@ -8,6 +8,7 @@ JSON, headers ``ce_*`` plus the fenced extensions. Pure: no I/O.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -167,6 +168,16 @@ def _text(headers: Mapping[str, bytes | None], name: str) -> str:
     return raw.decode() if raw is not None else ""
 
 
+FINGERPRINT = re.compile(rb"[0-9a-f]{32}")
+
+
+def _fingerprint(headers: Mapping[str, bytes | None]) -> str:
+    """``ce_fencedfingerprint`` if it is one (32 lowercase hex digits), else "": the header is
+    informational, so a bad value never makes a record malformed."""
+    raw = headers.get(H_FINGERPRINT)
+    return raw.decode("ascii") if raw is not None and FINGERPRINT.fullmatch(raw) else ""
+
+
 def _int(headers: Mapping[str, bytes | None], name: str) -> int:
     raw = headers.get(name)
     if raw is None:
@@ -218,6 +229,6 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
         return Record("event", stream, partition, offset, token=token, version=version,
                       command=command, index=index, count=count, event_type=ce_type,
                       data=data, event_id=_text(h, H_ID), time=_text(h, H_TIME),
-                      fingerprint=_text(h, H_FINGERPRINT))
+                      fingerprint=_fingerprint(h))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         return Record("malformed", stream, partition, offset, problem=str(e))

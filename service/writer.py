@@ -60,7 +60,7 @@ from service.kafka import BATCH_BYTES, Appended, Appender, AppendOutcomeUnknown,
 from service.projection import WRITE_THROUGH, AppliedWatcher, Projection, event_json
 from service.rule import StreamState, Verdict, apply, initial
 from service.settings import Settings
-from service.wire import H_REQUEST_ID, H_TRACEPARENT, Headers, Record, encode_value, event_headers, fence_headers
+from service.wire import H_REQUEST_ID, H_TRACEPARENT, Headers, decode, encode_value, event_headers, fence_headers
 
 log = logging.getLogger("fenced.writer")
 Body = dict[str, Any]
@@ -324,7 +324,7 @@ class Writer:
         for p in todo:
             req = p.req
             if req.command_id in seen or size >= BATCH_BYTES:
-                again.append(p)  # a repeated key is answered from the first one's saved answer
+                again.append(p)  # a repeated key: next round (the first one's answer or the window)
                 continue
             seen.add(req.command_id)
             try:
@@ -441,7 +441,7 @@ class Writer:
         if entry is None:
             return None
         _, last_version, first_offset, last_offset, fingerprint = entry
-        if fingerprint and fingerprint != req.fingerprint:  # events written before it have none
+        if fingerprint and not req.fingerprint.startswith(fingerprint):  # a prefix; "" before it existed
             raise InvalidInput("this Idempotency-Key was used for a different request")
         # the command's events are among the last (offset span) versions: read only those
         first = max(1, last_version - (last_offset - first_offset))
@@ -556,11 +556,9 @@ class Writer:
         for pl in planned:
             verdicts: list[Verdict] = []
             for i, (value, headers) in enumerate(pl.records):
-                h = dict(headers)
-                rec = Record("event", pl.req.resource_id, appended.partition, appended.offsets[pl.start + i],
-                             token=token, version=int(h["ce_fencedversion"]), command=pl.req.command_id,
-                             index=i, count=len(pl.records), event_type=h["ce_type"].decode(),
-                             data=json.loads(value), event_id=h["ce_id"].decode(), time=h["ce_time"].decode())
+                # the record exactly as the projector will decode it from the log
+                rec = decode(pl.req.resource_id.encode(), value, headers, appended.partition,
+                             appended.offsets[pl.start + i])
                 state, vs = apply(decider, state, rec)
                 verdicts += vs
             if not verdicts or not verdicts[-1].accepted:

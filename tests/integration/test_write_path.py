@@ -112,10 +112,14 @@ async def test_idempotency_key_appends_once(stack: Stack) -> None:
     assert [e["command"] for e in replay.histories()[folder]].count(key) == 1
 
 
-async def test_a_reused_key_with_another_body_is_refused_after_its_answer_expired(stack: Stack) -> None:
+@pytest.mark.parametrize("mode", ["verified", "leased"])
+async def test_a_reused_key_with_another_body_is_refused_after_its_answer_expired(
+        request: pytest.FixtureRequest, mode: str) -> None:
     """Once the saved answer is gone (its TTL, or a Redis that lost it), the key is answered
     from the log's recent window: the events carry the command's fingerprint, so another body
-    under the same key is still refused (422) and the first body still gets its answer."""
+    under the same key is still refused (422) and the first body still gets its answer. In
+    leased mode the window is the writer's write-through of its own records."""
+    stack: Stack = request.getfixturevalue("stack" if mode == "verified" else "leased_stack")
     folder = fid()
     key = uuid.uuid4().hex
     r = aioredis.Redis.from_url(stack.env["FENCED_REDIS_URL"])

@@ -11,6 +11,7 @@ import itertools
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -596,7 +597,7 @@ def logs(draw: st.DrawFn) -> list[Record]:
             for r in draw(st.sampled_from(groups[stream])):
                 emit(Record(r.kind, r.stream, p, take(), token=r.token, version=r.version,
                             command=r.command, index=r.index, count=r.count,
-                            event_type=r.event_type, data=r.data))
+                            event_type=r.event_type, data=r.data, fingerprint=r.fingerprint))
             continue
 
         count = draw(_COUNT)
@@ -629,7 +630,8 @@ def logs(draw: st.DrawFn) -> list[Record]:
             except InvalidEvent:
                 pass
             fields.append({"token": token, "version": version + i, "command": command,
-                           "index": i, "count": count, "event_type": etype, "data": data})
+                           "index": i, "count": count, "event_type": etype, "data": data,
+                           "fingerprint": f"{serial:032x}"})
         if count > 1:
             shape = draw(_SHAPE)
             if shape == "truncate":
@@ -816,12 +818,36 @@ def test_the_recent_window_keeps_the_commands_fingerprint_from_its_first_event()
     r = decode(b"folders:f", encode_value({"name": "Inbox", "parent_id": "root"}), headers, 0, 5)
     assert r.kind == "event" and r.fingerprint == "ab" * 16
     s, verdicts = apply(FOLDERS, rule.initial(FOLDERS), r)
-    assert verdicts[0].accepted and s.recent_command("k1") == ("k1", 1, 5, 5, "ab" * 16)
+    assert verdicts[0].accepted and s.recent_command("k1") == ("k1", 1, 5, 5, "ab" * 8)
     assert StreamState.from_json(s.to_json()) == s
-    # a record without the header (written before it existed) and a state stored then
-    old = decode(b"folders:f", encode_value({"name": "x"}), [h for h in headers if h[0] != "ce_fencedfingerprint"],
-                 0, 6)
+    # events written before the header existed, and states stored then: no fingerprint
+    plain = event_headers(source="t", subject="folders:f", event_type=UPDATED, version=2, token=4,
+                          command="k2", index=0, count=1)
+    assert "ce_fencedfingerprint" not in dict(plain)
+    old = decode(b"folders:f", encode_value({"name": "x"}), plain, 0, 6)
     assert old.kind == "event" and old.fingerprint == ""
+    s2, [v] = apply(FOLDERS, s, old)
+    assert v.accepted and s2.recent_command("k2") == ("k2", 2, 6, 6, "")
     stored = json.loads(s.to_json())
     stored["recent"] = [entry[:4] for entry in stored["recent"]]
     assert StreamState.from_json(json.dumps(stored)).recent_command("k1") == ("k1", 1, 5, 5, "")
+
+
+@pytest.mark.parametrize("value", [b"\xff" * 32, b"AB" * 16, b"ab" * 15, b"ab" * 17, b"", b"x" * 10_000])
+def test_a_bad_fingerprint_header_is_ignored_never_malformed(value: bytes) -> None:
+    """The header is informational: the rule's verdict never depends on it."""
+    headers = [(k, value if k == "ce_fencedfingerprint" else v)
+               for k, v in event_headers(source="t", subject="f", event_type=CREATED, version=1, token=4,
+                                         command="k", index=0, count=1, fingerprint="ab" * 16)]
+    r = decode(b"f", encode_value({"name": "Inbox", "parent_id": None}), headers, 0, 0)
+    assert r.kind == "event" and r.fingerprint == ""
+
+
+def test_a_pending_record_keeps_its_fingerprint_through_json_and_unknown_fields_are_ignored() -> None:
+    first = replace(ev(0, 1, CREATED, command="g", index=0, count=2), fingerprint="cd" * 16)
+    s, verdicts = apply(FOLDERS, rule.initial(FOLDERS), first)
+    assert not verdicts and s.pending == (first,)
+    assert StreamState.from_json(s.to_json()) == s
+    stored = json.loads(s.to_json())
+    stored["pending"][0]["added_by_a_later_version"] = 1  # a rollback reads what a newer one wrote
+    assert StreamState.from_json(json.dumps(stored)) == s
