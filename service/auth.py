@@ -43,6 +43,10 @@ class Principal:
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or (scope == "read" and "write" in self.scopes)
 
+    def refusal(self, scope: str) -> str | None:
+        """Why this caller may not do what needs ``scope`` (a 403's detail), or None if it may."""
+        return None if self.allows(scope) else f"the key {self.name!r} lacks the {scope!r} scope this needs"
+
 
 ANONYMOUS = Principal(None, SCOPES, "anonymous")
 

@@ -142,9 +142,8 @@ class MetricsServer:
         except NotAuthenticated as e:
             challenge = 'WWW-Authenticate: Bearer realm="fenced"'
             return "401 Unauthorized", _problem(401, "Unauthorized", str(e)), [challenge]
-        if not principal.allows("metrics"):
-            detail = f"the key {principal.name!r} lacks the 'metrics' scope this needs"
-            return "403 Forbidden", _problem(403, "Forbidden", detail), []
+        if refusal := principal.refusal("metrics"):
+            return "403 Forbidden", _problem(403, "Forbidden", refusal), []
         return None
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

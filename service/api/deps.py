@@ -36,8 +36,8 @@ def authorized(scope: str) -> Callable[..., Awaitable[Principal]]:
         principal = principal_of(request)
         if principal is None:  # an app built without the middleware: refuse, never open
             raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-        if not principal.allows(scope):
-            raise Forbidden(f"the key {principal.name!r} lacks the {scope!r} scope this needs")
+        if refusal := principal.refusal(scope):
+            raise Forbidden(refusal)
         if rt.limiter is not None and principal.tenant is not None:
             await rt.limiter.hit(principal.tenant)
         return principal
