@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     topic_prefix: str = Field("fenced.", description="Event topics are named <prefix><type>.")
     partitions: int = Field(12, ge=1, le=10000, description=(
         "Partitions of each event topic; startup refuses a topic whose count differs."))
+    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = Field("none", description=(
+        "Compression of the writer's record batches. Readers decode every codec whatever this says."))
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     resource_types: str = Field("folders", description="Comma-separated resource types served.")
     source: str = Field("/fenced", description="CloudEvents ce_source of appended events.")
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
     unsafe_ack_on_append: bool = Field(False, description=(
         "Deliberately broken writer for the chaos checker's self-test: answer 201 as soon as Kafka "
         "acknowledges, without a verdict. Needs FENCED_FAULT_INJECTION=true. Never in production."))
+    unsafe_early_rejections: bool = Field(False, description=(
+        "Deliberately broken writer for the linearizability checker's self-test (S7): answer a batch's "
+        "rejections before the appends they were decided after have a verdict. Needs "
+        "FENCED_FAULT_INJECTION=true. Never in production."))
 
     @property
     def types(self) -> tuple[str, ...]:
