@@ -144,6 +144,16 @@ class Projection:
         data = await self.redis.hget(f"{stream_key(stream)}:proj", "data")
         return initial(decider) if data is None else StreamState.from_json(data)
 
+    async def load_with_applied(self, decider: Decider, stream: str, topic: str,
+                                partition: int) -> tuple[int, StreamState]:
+        """The partition's applied offset and the stream's state, read at one instant (MULTI)."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hget(applied_key(topic), str(partition))
+        pipe.hget(f"{stream_key(stream)}:proj", "data")
+        applied, data = await pipe.execute()
+        return (-1 if applied is None else int(applied),
+                initial(decider) if data is None else StreamState.from_json(data))
+
     async def write_batch(self, epoch: int, parts: Sequence[PartitionWrite]) -> None:
         """Write the changed streams of several partitions (CAS on offset) and raise the
         partitions' applied offsets, in one pipeline."""
@@ -255,6 +265,10 @@ class AppliedWatcher:
                     ev.set()
                 self._events.clear()
                 await asyncio.sleep(0.2)
+
+    def cached(self, topic: str, partition: int) -> int:
+        """The highest applied offset this process has seen announced (-1: none)."""
+        return self._offsets.get((topic, partition), -1)
 
     def forget(self) -> None:
         """Drop cached offsets (Redis lost its data: offsets may start again lower)."""

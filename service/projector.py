@@ -177,8 +177,10 @@ class Projector:
     async def _step(self) -> None:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
         try:
-            if not batch and await self.leases.epoch() != self.epoch:
-                raise EpochChanged("the epoch moved while idle")
+            if not batch:
+                if await self.leases.epoch() != self.epoch:
+                    raise EpochChanged("the epoch moved while idle")
+                await self._check_not_regressed()
             if batch:
                 await self.apply(batch)
             await self._check_caught_up()
@@ -187,6 +189,17 @@ class Projector:
         except Regressed as e:
             log.warning("%s: redis lost recent writes; re-reading from what it kept", e)
             await self.position(list(self.consumer.assignment()))
+
+    async def _check_not_regressed(self) -> None:
+        """While idle, compare Redis's applied offsets with what this projector wrote: a failover
+        to a replica that missed writes takes them back, and readers wait on them (the log
+        barrier), so it is found now rather than at the next record."""
+        for topic in {tp.topic for tp in self.consumer.assignment()}:
+            applied = await self.projection.applied(topic)
+            for tp in self.consumer.assignment():
+                if tp.topic == topic and applied.get(tp.partition, -1) < self.base.get(tp, -1):
+                    raise Regressed(f"{topic}/{tp.partition}: applied offset {applied.get(tp.partition, -1)} "
+                                    f"in Redis, {self.base[tp]} written")
 
     async def _recover(self) -> None:
         if await self.leases.epoch() != self.epoch:

@@ -9,6 +9,7 @@ from typing import cast
 
 from locks import Leases
 from service.auth import KeyFile
+from service.barrier import Barrier, LogEnds
 from service.epochs import Epochs
 from service.kafka import Appender, ensure_topics
 from service.metrics import Metrics
@@ -35,7 +36,10 @@ class Runtime:
         self.watcher = AppliedWatcher(self.redis)
         self.appender = Appender(s)
         self.epochs = Epochs(self.leases, self.appender)
-        self.writer = Writer(s, self.leases, self.projection, self.watcher, self.appender, self.epochs)
+        self.ends = LogEnds(s)
+        self.barrier = Barrier(self.ends, self.projection, self.watcher)
+        self.writer = Writer(s, self.leases, self.projection, self.watcher, self.appender, self.epochs,
+                             self.barrier)
         self.metrics = Metrics(self.writer)
         self.keys = KeyFile(s.api_keys_file) if s.auth == "keys" else None
         self.limiter = TenantLimiter(s.rate_limit, s.redis_url) if s.auth == "keys" else None
@@ -45,11 +49,13 @@ class Runtime:
         await self.appender.start()
         await self.leases.start()
         await self.watcher.start()
+        await self.ends.start()
         await self.epochs.current()
 
     async def stop(self) -> None:
         await self.writer.stop()
         await self.watcher.stop()
+        await self.ends.stop()
         await self.leases.stop()
         await self.appender.stop()
         await self.redis.aclose()

@@ -44,6 +44,7 @@ from locks import (
 )
 from locks.leases import WAKE_PREFIX, Held
 from service import domain
+from service.barrier import Barrier
 from service.domain import Command, Decider, InvalidEvent, Rejection
 from service.epochs import Epochs
 from service.errors import (
@@ -140,6 +141,16 @@ class _Planned:
         return self.pending.req
 
 
+@dataclass(frozen=True, eq=False)
+class _Held:
+    """An answer of a batch, held until what it was decided after has a verdict."""
+
+    pending: _Pending
+    answer: Body | FencedError
+    after: int
+    """How many of the batch's planned commands it was decided after."""
+
+
 @dataclass(eq=False)
 class _StreamQueue:
     decider: Decider
@@ -148,16 +159,18 @@ class _StreamQueue:
 
 class Writer:
     def __init__(self, settings: Settings, leases: Leases, projection: Projection,
-                 watcher: AppliedWatcher, appender: Appender, epochs: Epochs) -> None:
+                 watcher: AppliedWatcher, appender: Appender, epochs: Epochs, barrier: Barrier) -> None:
         self.settings = settings
         self.leases = leases
         self.projection = projection
         self.watcher = watcher
         self.appender = appender
         self.epochs = epochs
+        self.barrier = barrier
         self._write_through = leases.redis.register_script(WRITE_THROUGH)
         self.counters = {"takeovers": 0, "fences": 0, "conflict_retries": 0, "stale_retries": 0,
-                         "outcome_unknown": 0, "batches": 0, "batched_commands": 0}
+                         "outcome_unknown": 0, "batches": 0, "batched_commands": 0,
+                         "barriers": 0, "held_redecided": 0}
         self.on_lease_wait: Callable[[float], None] = lambda seconds: None
         self.on_batch: Callable[[int], None] = lambda commands: None
         self._queues: dict[str, _StreamQueue] = {}
@@ -318,7 +331,9 @@ class Writer:
         again: list[_Pending] = []
         planned: list[_Planned] = []
         records: list[RecordOut] = []
-        answers: list[tuple[_Pending, Body | FencedError]] = []
+        # each answer with the number of planned commands it was decided after: it rests on their
+        # verdicts and is given only once they are accepted (S7)
+        answers: list[_Held] = []
         seen: set[str] = set()
         size = 0
         for p in todo:
@@ -332,9 +347,10 @@ class Writer:
             except InvalidInput as err:  # not saved: the key's answer is the first request's
                 p.fail(err)
                 continue
-            if done is not None:
+            if done is not None:  # from the window of accepted commands: rests on nothing planned
                 p.resolve(done)
                 continue
+            answer: Body | FencedError
             try:
                 events = decider.decide(Command(req.name, req.data), state.state)
                 if req.expected_version is not None and req.expected_version != state.version:
@@ -343,44 +359,42 @@ class Writer:
                 evolved = state.state
                 for ev in events:
                     evolved = decider.evolve(evolved, ev.type, ev.data)
+                if len(events) > self.settings.max_events_per_command:
+                    raise InvalidInput(
+                        f"the command would record {len(events)} events; at most "
+                        f"{self.settings.max_events_per_command} are allowed (FENCED_MAX_EVENTS_PER_COMMAND)",
+                        current_version=state.version)
             except Rejection as r:
-                answers.append((p, BY_STATUS[r.status](r.detail, current_version=state.version)))
-                continue
-            except Conflict as err:
-                answers.append((p, err))
-                continue
+                answer = BY_STATUS[r.status](r.detail, current_version=state.version)
+            except (Conflict, InvalidInput) as err:
+                answer = err
             except InvalidEvent as err:
-                answers.append((p, InvalidInput(f"the command's events are invalid: {err}",
-                                                current_version=state.version)))
-                continue
-            if len(events) > self.settings.max_events_per_command:
-                answers.append((p, InvalidInput(
-                    f"the command would record {len(events)} events; at most "
-                    f"{self.settings.max_events_per_command} are allowed (FENCED_MAX_EVENTS_PER_COMMAND)",
-                    current_version=state.version)))
-                continue
-            if not events:  # the decider accepts the command but has nothing to record
-                answers.append((p, self._body(req, state.version, [])))
-                continue
-            recs = [
-                (encode_value(e.data),
-                 event_headers(source=self.settings.source, subject=rid, event_type=e.type,
-                               version=state.version + 1 + i, token=lease.token, command=req.command_id,
-                               index=i, count=len(events), fingerprint=req.fingerprint,
-                               extra=req.trace_headers()))
-                for i, e in enumerate(events)]
-            planned.append(_Planned(p, recs, state.version + 1, len(records)))
-            records += recs
-            size += batch_bytes(rid.encode(), recs)
-            state = StreamState(version=state.version + len(events), max_token=lease.token,
-                                recent=state.recent, state=evolved, offset=state.offset)
-        await self._save_answers([(p.req, answer) for p, answer in answers])
-        for p, answer in answers:
-            if isinstance(answer, FencedError):
-                p.fail(answer)
+                answer = InvalidInput(f"the command's events are invalid: {err}", current_version=state.version)
             else:
-                p.resolve(answer)
+                if events:
+                    recs = [
+                        (encode_value(e.data),
+                         event_headers(source=self.settings.source, subject=rid, event_type=e.type,
+                                       version=state.version + 1 + i, token=lease.token, command=req.command_id,
+                                       index=i, count=len(events), fingerprint=req.fingerprint,
+                                       extra=req.trace_headers()))
+                        for i, e in enumerate(events)]
+                    planned.append(_Planned(p, recs, state.version + 1, len(records)))
+                    records += recs
+                    size += batch_bytes(rid.encode(), recs)
+                    state = StreamState(version=state.version + len(events), max_token=lease.token,
+                                        recent=state.recent, state=evolved, offset=state.offset)
+                    continue
+                answer = self._body(req, state.version, [])  # accepted, but nothing to record
+            answers.append(_Held(p, answer, len(planned)))
+        if self.settings.unsafe_early_rejections and self.settings.fault_injection:
+            await self._give(answers)  # deliberately wrong: these rest on appends with no verdict yet
+            answers = []
         if not planned:
+            if answers and self.settings.ack_mode == "verified":
+                answers, stale = await self._confirm_base(decider, lease.stream, before, answers, deadline)
+                again += stale
+            await self._give(answers)
             held.settled()
             return again
         if self.settings.fault_injection:
@@ -392,25 +406,61 @@ class Writer:
         except AppendOutcomeUnknown:
             self.counters["outcome_unknown"] += 1
             await self._each_unknown(decider, topic, planned)
-            return again
+            return again + [a.pending for a in answers]
         if self.settings.unsafe_ack_on_append and self.settings.fault_injection:
             held.settled()  # deliberately wrong: "sent" is not "accepted"
             for pl in planned:
                 last = pl.first_version + len(pl.records) - 1
                 pl.pending.resolve(self._body(pl.req, last, self._event_refs(pl, appended)))
+            await self._give(answers)
             return again
         try:
             if self.settings.ack_mode == "leased" and await self._leased_confirm(
                     decider, held, before, planned, appended):
-                return again
-            return again + await self._verified_confirm(decider, held, topic, planned, appended, deadline)
+                accepted = len(planned)
+            else:
+                retry, accepted = await self._verified_confirm(decider, held, topic, planned, appended, deadline)
+                again += retry
         except (RedisError, OSError, LeaseError) as e:  # once records may be in the log
             self.counters["outcome_unknown"] += 1
             unknown = OutcomeUnknown(f"outcome unknown ({e}): retry with the same Idempotency-Key",
                                      retry_after_s=1)
             for pl in planned:
                 pl.pending.fail(unknown)
-            return again
+            return again + [a.pending for a in answers]
+        # an answer decided after k planned commands stands if the first max(k, 1) were accepted (the
+        # first one's acceptance at its planned version confirms the state the batch began from)
+        await self._give([a for a in answers if max(a.after, 1) <= accepted])
+        self.counters["held_redecided"] += sum(max(a.after, 1) > accepted for a in answers)
+        return again + [a.pending for a in answers if max(a.after, 1) > accepted]
+
+    async def _give(self, answers: list[_Held]) -> None:
+        """Save the answers for Idempotency-Key replays, then answer."""
+        await self._save_answers([(a.pending.req, a.answer) for a in answers])
+        for a in answers:
+            if isinstance(a.answer, FencedError):
+                a.pending.fail(a.answer)
+            else:
+                a.pending.resolve(a.answer)
+
+    async def _confirm_base(self, decider: Decider, stream: str, before: StreamState, answers: list[_Held],
+                            deadline: float) -> tuple[list[_Held], list[_Pending]]:
+        """Answers decided on the state read at the acquire, with nothing appended to confirm them:
+        they stand if the log barrier shows the same version (Redis may have lost the newest
+        events in a failover); else they are decided again."""
+        self.counters["barriers"] += 1
+        rid = answers[0].pending.req.resource_id
+        topic = self.settings.topic(answers[0].pending.req.resource_type)
+        try:
+            state = await self.barrier.state(decider, stream, topic, self.appender.partition(rid), deadline)
+        except Unavailable as e:
+            for a in answers:
+                a.pending.fail(e)
+            return [], []
+        if state.version == before.version:
+            return answers, []
+        self.counters["held_redecided"] += len(answers)
+        return [], [a.pending for a in answers]
 
     async def _announce_pause(self, req: Request, deadline: float) -> None:
         """Fault injection: say "lease held, about to append", then wait until the test deletes the
@@ -484,8 +534,9 @@ class Writer:
                 for i, (_, headers) in enumerate(pl.records)]
 
     async def _verified_confirm(self, decider: Decider, held: Held, topic: str, planned: list[_Planned],
-                                appended: Appended, deadline: float) -> list[_Pending]:
-        """Wait until the projection applied the batch, then answer each command from its verdict."""
+                                appended: Appended, deadline: float) -> tuple[list[_Pending], int]:
+        """Wait until the projection applied the batch, then answer each command from its verdict;
+        returns the commands to try again, and how many of the batch's first commands were accepted."""
         if not await self.watcher.wait(topic, appended.partition, appended.offsets[-1],
                                        self._remaining(deadline)):
             self.counters["outcome_unknown"] += 1
@@ -493,7 +544,7 @@ class Writer:
                                  "with the same Idempotency-Key", retry_after_s=1)
             for pl in planned:
                 pl.pending.fail(err)
-            return []
+            return [], 0
         stream = planned[0].req.stream
         verdicts = await self.projection.verdicts(stream, [appended.offsets[pl.start] for pl in planned])
         held.settled()
@@ -501,8 +552,12 @@ class Writer:
         answers: list[tuple[_Planned, Body]] = []
         unknown: list[_Planned] = []
         stale = False
-        for pl, verdict in zip(planned, verdicts, strict=True):
+        accepted = 0
+        for i, (pl, verdict) in enumerate(zip(planned, verdicts, strict=True)):
             p = pl.pending
+            if accepted == i and verdict is not None and verdict.accepted and \
+                    verdict.version == pl.first_version + len(pl.records) - 1:
+                accepted += 1  # the batch's first commands, accepted at the versions they were planned at
             if verdict is None:
                 unknown.append(pl)
             elif verdict.accepted:
@@ -538,7 +593,7 @@ class Writer:
             pl.pending.resolve(body)
         if unknown:
             await self._each_unknown(decider, topic, unknown)
-        return again
+        return again, accepted
 
     @staticmethod
     def _lost_every_race() -> Busy:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
@@ -16,6 +17,7 @@ from service import domain, logs
 from service.api.deps import MetricsReader, Reader, RuntimeDep, Writer
 from service.auth import Principal
 from service.errors import InvalidInput, NotFound
+from service.rule import StreamState
 from service.writer import Request as WriteRequest
 from service.writer import new_command_id
 
@@ -102,6 +104,14 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
     return False
 
 
+async def _read(rt: RuntimeDep, decider: domain.Decider, resource_type: str, key: str) -> StreamState:
+    """A read that reflects every write acknowledged before it (linearizable, S7): the log
+    barrier of :mod:`service.barrier`, whatever Redis lost."""
+    return await rt.barrier.state(decider, f"{resource_type}:{key}", rt.settings.topic(resource_type),
+                                  rt.appender.partition(key),
+                                  time.monotonic() + rt.settings.request_deadline_ms / 1000)
+
+
 TypePath = Annotated[str, Path(description="Resource type, e.g. folders.")]
 IdPath = Annotated[str, Path(description="Resource id (A-Z a-z 0-9 . _ ~ -).")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -138,7 +148,7 @@ async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePat
 async def get_resource(rt: RuntimeDep, principal: Reader, resource_type: TypePath, resource_id: IdPath,
                        response: Response) -> dict[str, Any]:
     decider = _check(rt, resource_type, resource_id)
-    st = await rt.projection.load(decider, f"{resource_type}:{stream_id(principal, resource_id)}")
+    st = await _read(rt, decider, resource_type, stream_id(principal, resource_id))
     if st.version == 0:
         raise NotFound(f"{resource_type} {resource_id!r} does not exist")
     response.headers["ETag"] = f'"{st.version}"'
@@ -152,7 +162,7 @@ async def get_events(rt: RuntimeDep, principal: Reader, resource_type: TypePath,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     decider = _check(rt, resource_type, resource_id)
     stream = f"{resource_type}:{stream_id(principal, resource_id)}"
-    st = await rt.projection.load(decider, stream)
+    st = await _read(rt, decider, resource_type, stream_id(principal, resource_id))
     if st.version == 0:
         raise NotFound(f"{resource_type} {resource_id!r} does not exist")
     upto = min(st.version, from_version + limit - 1)

@@ -1,0 +1,139 @@
+"""The log barrier: a projected state known to hold every record acknowledged before the call.
+
+Redis is a cache of the log, and a failover can take it back in time: a replica that missed
+the last writes becomes the primary, and with it the projection forgets the newest events.
+Answers that read the projection (a ``GET``, a rejection) must not show such a past, or they
+stop being linearizable (S7). The barrier makes them independent of what Redis lost, the
+way a Raft read index does:
+
+1. ask Kafka for the partition's end offset ``E`` (ListOffsets), in a request *sent after
+   the call began*, so every record acknowledged before the call is below ``E``;
+2. read, in one ``MULTI``, the projector's applied offset of the partition and the stream's
+   state; the projector writes a stream's state before it moves the applied offset, and
+   Redis replicates both in that order, so a state read with an applied offset ``>= E - 1``
+   includes every record of the stream below ``E``, whatever Redis lost before;
+3. else wait for the projector and read again, until the deadline.
+
+Concurrent callers of one partition share ListOffsets requests: each one gets the answer of
+a request that started after it asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from service.domain import Decider
+from service.errors import Unavailable
+from service.kafka import KafkaUnavailable, client_options
+from service.projection import AppliedWatcher, Projection
+from service.rule import StreamState
+from service.settings import Settings
+
+POLL_S = 0.01
+"""How often a barrier re-reads Redis while the watcher's cached offset already claims enough
+(the cache can be ahead of a Redis that went back in time)."""
+
+
+@dataclass(eq=False)
+class _Slot:
+    running: asyncio.Future[int] | None = None
+    queued: asyncio.Future[int] | None = None
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+
+class LogEnds:
+    """End offsets of partitions, from Kafka, at most one request in flight per partition."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
+                                         request_timeout_ms=max(settings.request_deadline_ms, 5000))
+        self._slots: dict[TopicPartition, _Slot] = {}
+        self.requests = 0
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        for slot in self._slots.values():
+            for task in slot.tasks:
+                task.cancel()
+        await self.consumer.stop()
+
+    async def end(self, topic: str, partition: int) -> int:
+        """The partition's end offset (the offset its next record will get), from a request
+        sent after this call began."""
+        tp = TopicPartition(topic, partition)
+        slot = self._slots.setdefault(tp, _Slot())
+        loop = asyncio.get_running_loop()
+        if slot.running is None:
+            fut = slot.running = loop.create_future()
+            self._launch(tp, slot, fut)
+        else:  # the request in flight may have been sent before this call: take the next one
+            if slot.queued is None:
+                slot.queued = loop.create_future()
+            fut = slot.queued
+        return await asyncio.shield(fut)
+
+    def _launch(self, tp: TopicPartition, slot: _Slot, fut: asyncio.Future[int]) -> None:
+        task = asyncio.create_task(self._request(tp, slot, fut), name=f"log-end-{tp.topic}-{tp.partition}")
+        slot.tasks.add(task)
+        task.add_done_callback(slot.tasks.discard)
+
+    async def _request(self, tp: TopicPartition, slot: _Slot, fut: asyncio.Future[int]) -> None:
+        self.requests += 1
+        try:
+            ends = await self.consumer.end_offsets([tp])
+            if not fut.done():
+                fut.set_result(int(ends[tp]))
+        except (KafkaError, OSError, KeyError) as e:
+            if not fut.done():
+                fut.set_exception(KafkaUnavailable(f"cannot read the end offset of {tp.topic}/{tp.partition}: {e!r}"))
+        except BaseException as e:
+            if not fut.done():
+                fut.set_exception(KafkaUnavailable(f"cannot read the end offset: {e!r}"))
+            raise
+        finally:
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: a caller that went away does not leave a warning
+            slot.running = None
+            if slot.queued is not None:
+                nxt, slot.queued = slot.queued, None
+                slot.running = nxt
+                self._launch(tp, slot, nxt)
+
+
+class Barrier:
+    """Reads of the projection that reflect the log (see the module's docstring)."""
+
+    def __init__(self, ends: LogEnds, projection: Projection, watcher: AppliedWatcher) -> None:
+        self.ends = ends
+        self.projection = projection
+        self.watcher = watcher
+
+    async def state(self, decider: Decider, stream: str, topic: str, partition: int,
+                    deadline: float) -> StreamState:
+        """The stream's state, including every record acknowledged before this call; raises
+        :class:`Unavailable` if the projector does not get there before ``deadline`` (monotonic)."""
+        try:
+            end = await asyncio.wait_for(self.ends.end(topic, partition), max(deadline - time.monotonic(), 0.001))
+        except (KafkaUnavailable, TimeoutError) as e:
+            raise Unavailable(f"kafka is unavailable: {e}", retry_after_s=1) from e
+        need = end - 1
+        while True:
+            applied, state = await self.projection.load_with_applied(decider, stream, topic, partition)
+            if applied >= need:
+                return state
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise Unavailable("the projection is catching up with the log", retry_after_s=1)
+            if self.watcher.cached(topic, partition) >= need:
+                # this process saw the projector get there, yet Redis says otherwise: it went back
+                # in time (a failover), and the projector will apply those records again
+                await asyncio.sleep(min(POLL_S, remaining))
+            else:
+                await self.watcher.wait(topic, partition, need, remaining)
