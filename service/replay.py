@@ -8,7 +8,6 @@ independent readers.
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,16 +17,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service.domain import Decider
 from service.rule import Replay, Verdict
-from service.wire import decode
+from service.wire import canonical_json, decode
 
 
 @dataclass
 class TopicReplay:
+    """One topic replayed by the rule: accepted histories, the summary ``fenced verify`` prints
+    and the history digest (wire-format.md §7), which other implementations reproduce."""
+
     topic: str
     replay: Replay
     verdicts: list[Verdict]
 
     def histories(self) -> dict[str, list[dict[str, Any]]]:
+        """Accepted events per stream, in version order; only streams with an accepted event."""
         out: dict[str, list[dict[str, Any]]] = {}
         for v in self.verdicts:
             if v.accepted:
@@ -37,13 +40,22 @@ class TopicReplay:
                      "token": e.token, "command": e.command} for e in v.events)
         return out
 
+    def digest_lines(self) -> list[str]:
+        """What the digest hashes: per stream with an accepted event, in ascending order of the
+        key's UTF-8 bytes, the canonical JSON of ``[key, [event, ...]]``."""
+        histories = self.histories()
+        return [canonical_json([stream, histories[stream]]) for stream in sorted(histories, key=str.encode)]
+
     def digest(self) -> str:
+        """SHA-256 (lowercase hex) of the UTF-8 of :meth:`digest_lines`, concatenated."""
         h = hashlib.sha256()
-        for stream, events in sorted(self.histories().items()):
-            h.update(json.dumps([stream, events], sort_keys=True, separators=(",", ":")).encode())
+        for line in self.digest_lines():
+            h.update(line.encode())
         return h.hexdigest()
 
     def summary(self) -> dict[str, Any]:
+        """``records`` fed, ``accepted`` events, ``discards`` by reason (one per discarded group
+        or record), ``streams`` with at least one accepted event, and the ``digest``."""
         r = self.replay
         return {"topic": self.topic, "records": r.records, "accepted": r.accepted,
                 "discards": dict(r.discards), "streams": len(self.histories()), "digest": self.digest()}

@@ -8,11 +8,14 @@ JSON, headers ``ce_*`` plus the fenced extensions. Pure: no I/O.
 from __future__ import annotations
 
 import json
+import math
 import re
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Any, Literal
 
 SPECVERSION = "1.0"
@@ -131,7 +134,214 @@ def fence_headers(*, source: str, subject: str, token: int) -> Headers:
 
 
 def encode_value(data: Mapping[str, Any]) -> bytes:
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
+    """The record value fenced writes: compact, sorted keys, ASCII (non-ASCII as ``\\u`` escapes).
+
+    ``NaN`` and infinities raise ``ValueError`` here rather than reach the log, where the rule
+    would read them as malformed (wire-format.md §3)."""
+    return json.dumps(data, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+# --------------------------------------------------------------------------------------------
+# JSON values: what a record value (and a command's data) may hold (wire-format.md §3)
+# --------------------------------------------------------------------------------------------
+
+MAX_VALUE_DEPTH = 1000
+"""Deepest nesting of a record value, part of the protocol: the top-level object is depth 1,
+each array or object inside another adds one. Deeper values are malformed. At least the
+API's largest ``FENCED_MAX_JSON_DEPTH`` (1000), so everything the API takes can be read."""
+MAX_DOUBLE = sys.float_info.max
+_MAX_INT_DIGITS = len(str(int(MAX_DOUBLE)))  # 309: an integer with more digits overflows a double
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+_NEST = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-12:]} ({len(text)} characters)"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (RFC 8259)")
+
+
+def _finite_float(text: str) -> float:
+    f = float(text)
+    if math.isinf(f):
+        raise ValueError(f"number {_short(text)} is beyond the range of an IEEE 754 double")
+    return f
+
+
+def _finite_int(text: str) -> int:
+    digits = len(text) - text.startswith("-")
+    if digits > _MAX_INT_DIGITS:  # checked before int(): Python refuses > 4300 digits its own way
+        raise ValueError(f"number {_short(text)} is beyond the range of an IEEE 754 double")
+    n = int(text)
+    if digits == _MAX_INT_DIGITS:
+        try:
+            float(n)  # rounds to the nearest double, or overflows
+        except OverflowError:
+            raise ValueError(f"number {_short(text)} is beyond the range of an IEEE 754 double") from None
+    return n
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate member name {json.dumps(dup)} in a JSON object")
+    return d
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object, parse_float=_finite_float,
+                            parse_int=_finite_int, parse_constant=_no_constant)
+
+
+def nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether JSON ``text`` nests deeper than ``limit``, without parsing it (no recursion):
+    brackets outside strings, counted as the parser would meet them."""
+    return _opening(text) > limit and _nesting(text) > limit
+
+
+def _opening(text: str) -> int:
+    return text.count("[") + text.count("{")  # an upper bound: brackets in strings count too
+
+
+def _nesting(text: str) -> int:
+    brackets = _BRACKETS.findall(_JSON_STRING.sub('""', text))
+    return max(accumulate(map(_NEST.__getitem__, brackets)), default=0)
+
+
+def _recursion_headroom(depth: int) -> None:
+    """Let Python's C parser nest ``depth`` levels below this frame (it recurses once per level,
+    counted against the interpreter's recursion limit in Python 3.11)."""
+    frames, f = 0, sys._getframe()
+    while f is not None:
+        frames, f = frames + 1, f.f_back  # type: ignore[assignment]
+    needed = frames + depth + 100
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
+
+
+def non_json(value: Any) -> tuple[list[str | int], str] | None:
+    """Where a parsed JSON value holds something the protocol refuses, and what: a number that
+    is not a finite IEEE 754 double (``NaN``, ``Infinity``, ``1E400``) or a string or member
+    name with a lone surrogate. ``None`` if it holds none (iterative: any depth)."""
+    stack: list[tuple[Any, list[str | int]]] = [(value, [])]
+    while stack:
+        v, path = stack.pop()
+        if isinstance(v, dict):
+            for k, x in reversed(v.items()):
+                if _SURROGATE.search(k):
+                    return [*path, k], f"member name {json.dumps(k)} holds a lone surrogate (not Unicode text)"
+                stack.append((x, [*path, k]))
+        elif isinstance(v, list):
+            stack.extend((x, [*path, i]) for i, x in reversed(list(enumerate(v))))
+        elif isinstance(v, str):
+            if _SURROGATE.search(v):
+                return path, f"string {_short(json.dumps(v))} holds a lone surrogate (not Unicode text)"
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                name = "NaN" if math.isnan(v) else "Infinity" if v > 0 else "-Infinity"
+                return path, f"{name} is not a JSON number (numbers must be finite IEEE 754 doubles)"
+        elif isinstance(v, int) and not isinstance(v, bool) and v.bit_length() > 1023 and abs(v) > MAX_DOUBLE:
+            try:
+                float(v)
+            except OverflowError:
+                return path, f"number {_short(str(v))} is beyond the range of an IEEE 754 double"
+    return None
+
+
+def loads_value(value: bytes | None) -> dict[str, Any]:
+    """An event's data from a record value, by wire-format.md §3; ``ValueError`` says why not.
+
+    Strict UTF-8 without a byte order mark (never UTF-16/32), RFC 8259 JSON, an object, at most
+    :data:`MAX_VALUE_DEPTH` levels, no duplicate member names, finite numbers, no lone
+    surrogates."""
+    if not value:
+        raise ValueError("event data is not a JSON object (the value is empty)")
+    if value.startswith(b"\xef\xbb\xbf"):
+        raise ValueError("the value starts with a byte order mark")
+    text = value.decode("utf-8")  # strict: no UTF-16/32, no encoded surrogates, no overlongs
+    if _opening(text) > 100:
+        if _nesting(text) > MAX_VALUE_DEPTH:
+            raise ValueError(f"event data nests deeper than {MAX_VALUE_DEPTH} levels")
+        _recursion_headroom(MAX_VALUE_DEPTH)
+    data = _DECODER.decode(text)
+    if not isinstance(data, dict):
+        raise ValueError("event data is not a JSON object")
+    if _SURROGATE_ESCAPE.search(text) and (bad := non_json(data)) is not None:
+        raise ValueError(bad[1])
+    return data
+
+
+def canonical_number(x: float) -> str:
+    """A double as ECMAScript's ``Number.prototype.toString`` writes it (RFC 8785 §3.2.2.3):
+    the shortest digits that round-trip (``repr``), placed by ECMAScript's rules."""
+    if x == 0:
+        return "0"  # also -0.0
+    if x < 0:
+        return "-" + canonical_number(-x)
+    mantissa, _, exp = repr(x).partition("e")
+    whole, _, frac = mantissa.partition(".")
+    digits = whole + frac
+    n = len(whole) + int(exp or 0)  # x = 0.digits * 10**n
+    stripped = digits.lstrip("0")
+    n -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0")
+    k = len(digits)
+    if k <= n <= 21:
+        return digits + "0" * (n - k)
+    if 0 < n <= 21:
+        return f"{digits[:n]}.{digits[n:]}"
+    if -6 < n <= 0:
+        return f"0.{'0' * -n}{digits}"
+    e = n - 1
+    return f"{digits[0]}{'.' + digits[1:] if k > 1 else ''}e{'+' if e >= 0 else '-'}{abs(e)}"
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be")
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON the history digest hashes (wire-format.md §7): RFC 8785 (JCS), except
+    that an integer (a JSON number with no fraction and no exponent) is written exactly, in
+    decimal. Objects sorted by UTF-16 code units, no whitespace, strings escaped only where
+    JSON must (``"``, ``\\``, U+0000..U+001F), everything else as UTF-8. Iterative: any depth."""
+    out: list[str] = []
+    stack: list[tuple[bool, Any]] = [(False, value)]  # (True, text to write) or (False, value)
+    while stack:
+        literal, v = stack.pop()
+        if literal:
+            out.append(v)
+        elif v is None:
+            out.append("null")
+        elif v is True:
+            out.append("true")
+        elif v is False:
+            out.append("false")
+        elif isinstance(v, int):
+            out.append(str(v))
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise ValueError(f"{v} has no JSON form")
+            out.append(canonical_number(v))
+        elif isinstance(v, str):
+            out.append(json.dumps(v, ensure_ascii=False))
+        elif isinstance(v, Mapping):
+            items: list[tuple[bool, Any]] = []
+            for i, k in enumerate(sorted(v, key=_utf16)):
+                items += [(True, ("," if i else "") + json.dumps(k, ensure_ascii=False) + ":"), (False, v[k])]
+            stack += [(True, "}"), *reversed(items), (True, "{")]
+        elif isinstance(v, list | tuple):
+            items = [(True, ",") if j % 2 else (False, v[j // 2]) for j in range(2 * len(v) - 1)]
+            stack += [(True, "]"), *reversed(items), (True, "[")]
+        else:
+            raise TypeError(f"{type(v).__name__} has no JSON form")
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -223,9 +433,7 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
             raise ValueError("missing header ce_fencedcommand")
         if version < 1 or count < 1 or index >= count:
             raise ValueError("version, index or count out of range")
-        data = json.loads(value or b"null")
-        if not isinstance(data, dict):
-            raise ValueError("event data is not a JSON object")
+        data = loads_value(value)
         return Record("event", stream, partition, offset, token=token, version=version,
                       command=command, index=index, count=count, event_type=ce_type,
                       data=data, event_id=_text(h, H_ID), time=_text(h, H_TIME),

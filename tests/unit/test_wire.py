@@ -322,6 +322,27 @@ MALFORMED: list[tuple[str, bytes | None, bytes | None, Headers]] = [
     ("value trailing garbage", b"f1", b'{"name":"x"} extra', _event_headers()),
     ("value not utf-8", b"f1", b'{"name":"\xff"}', _event_headers()),
     ("value huge JSON int", b"f1", b'{"n":' + b"1" * 5000 + b"}", _event_headers()),
+    ("value NaN", b"f1", b'{"n":NaN}', _event_headers()),
+    ("value Infinity", b"f1", b'{"n":Infinity}', _event_headers()),
+    ("value -Infinity", b"f1", b'{"n":[-Infinity]}', _event_headers()),
+    ("value 1E400", b"f1", b'{"n":1E400}', _event_headers()),
+    ("value -1e400", b"f1", b'{"n":-1e400}', _event_headers()),
+    ("value integer beyond a double", b"f1", b'{"n":' + b"9" * 309 + b"}", _event_headers()),
+    ("value with a UTF-8 BOM", b"f1", b"\xef\xbb\xbf" + GOOD_VALUE, _event_headers()),
+    ("value UTF-16 with BOM", b"f1", '{"name":"x"}'.encode("utf-16"), _event_headers()),
+    ("value UTF-16LE", b"f1", '{"name":"x"}'.encode("utf-16-le"), _event_headers()),
+    ("value UTF-16BE", b"f1", '{"name":"x"}'.encode("utf-16-be"), _event_headers()),
+    ("value UTF-32", b"f1", '{"name":"x"}'.encode("utf-32"), _event_headers()),
+    ("value encoded surrogate (CESU-8)", b"f1", b'{"n":"\xed\xa0\x80"}', _event_headers()),
+    ("value overlong UTF-8", b"f1", b'{"n":"\xc0\xaf"}', _event_headers()),
+    ("value lone high surrogate escape", b"f1", b'{"n":"\\ud800"}', _event_headers()),
+    ("value lone low surrogate escape", b"f1", b'{"n":["a\\udfffb"]}', _event_headers()),
+    ("value reversed surrogate pair", b"f1", b'{"n":"\\ude00\\ud83d"}', _event_headers()),
+    ("member name lone surrogate", b"f1", b'{"\\ud800":1}', _event_headers()),
+    ("value duplicate member names", b"f1", b'{"name":"x","name":"y"}', _event_headers()),
+    ("value nested duplicate names", b"f1", b'{"a":{"b":1,"b":1}}', _event_headers()),
+    ("value control character in a string", b"f1", b'{"n":"a\nb"}', _event_headers()),
+    ("value 1001 levels", b"f1", b'{"n":' + b"[" * 1000 + b"]" * 1000 + b"}", _event_headers()),
     ("fence subject != key", b"f1", None, fence_headers(source="s", subject="f2", token=3)),
     ("fence without token", b"f1", None,
      _replace_header(fence_headers(source="s", subject="f1", token=3), H_TOKEN, None)),
@@ -473,3 +494,140 @@ def test_partition_is_not_checked_without_a_partition_count() -> None:
 def test_keyless_record_with_a_partition_count_is_malformed() -> None:
     r = decode(None, GOOD_VALUE, _event_headers(), 0, 0, 3)
     assert (r.kind, r.stream, r.problem) == ("malformed", "", "record has no key")
+
+
+# --------------------------------------------------------------------------------------------
+# decode(): what a value may hold (wire-format.md §3)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", [
+    b'{"n":1e308,"m":5e-324,"z":-0.0,"f":0.1,"u":1e-400}',
+    b'{"big":18446744073709551617,"neg":-9223372036854775809}',
+    b'{"n":' + b"1" * 308 + b"}",  # 308 digits: inside a double's range
+    b'{"n":"\\ud83d\\ude00 \\u00e9 \\u0000 \\u2028"}',  # a surrogate pair is one character
+    b'{"n":"\\\\ud800"}',  # an escaped backslash, then text: no surrogate
+    b' \t\r\n{"n":[]} \n',
+    b'{"n":"[[[[' + b"[" * 2000 + b'"}',  # brackets in a string do not nest
+])
+def test_valid_values_are_events(value: bytes) -> None:
+    r = decode(b"f1", value, _event_headers(), 0, 0)
+    assert r.kind == "event", r.problem
+    assert r.data == json.loads(value)
+
+
+def test_depth_is_a_protocol_constant_not_the_recursion_limit() -> None:
+    """Python's parser alone refused about 985 levels and took 975, depending on the stack and
+    the Python version; the limit is now wire.MAX_VALUE_DEPTH, counted without recursion."""
+    assert wire.MAX_VALUE_DEPTH == 1000
+    inner = wire.MAX_VALUE_DEPTH - 1  # the top-level object is level 1
+    deepest = b'{"n":' + b"[" * inner + b"]" * inner + b"}"
+    assert decode(b"f1", deepest, _event_headers(), 0, 0).kind == "event"
+    objects = b'{"n":' * wire.MAX_VALUE_DEPTH + b"1" + b"}" * wire.MAX_VALUE_DEPTH
+    assert decode(b"f1", objects, _event_headers(), 0, 0).kind == "event"
+    deeper = b'{"n":' * (wire.MAX_VALUE_DEPTH + 1) + b"1" + b"}" * (wire.MAX_VALUE_DEPTH + 1)
+    r = decode(b"f1", deeper, _event_headers(), 0, 0)
+    assert (r.kind, r.problem) == ("malformed", "event data nests deeper than 1000 levels")
+
+
+def test_depth_counts_no_brackets_inside_strings() -> None:
+    assert not wire.nesting_exceeds('{"a":"' + "[" * 5000 + '"}', 2)
+    assert not wire.nesting_exceeds('{"a":"\\"[[[["}', 2)
+    assert wire.nesting_exceeds('{"a":[[1]]}', 2)
+    assert not wire.nesting_exceeds('{"a":[[1]]}', 3)
+
+
+def test_depth_limit_covers_everything_the_api_accepts() -> None:
+    from service.settings import Settings
+    bounds = [m.le for m in Settings.model_fields["max_json_depth"].metadata if hasattr(m, "le")]
+    assert bounds and bounds[0] <= wire.MAX_VALUE_DEPTH
+
+
+def test_malformed_value_problem_names_the_value() -> None:
+    def problem(value: bytes) -> str:
+        return decode(b"f1", value, _event_headers(), 0, 0).problem
+    assert problem(b'{"n":NaN}') == "NaN is not a JSON number (RFC 8259)"
+    assert problem(b'{"n":1E400}') == "number 1E400 is beyond the range of an IEEE 754 double"
+    assert problem(b'{"a":1,"a":2}') == 'duplicate member name "a" in a JSON object'
+    assert "lone surrogate" in problem(b'{"a":"\\udc00"}')
+    assert "byte order mark" in problem(b"\xef\xbb\xbf{}")
+
+
+def test_encode_value_refuses_what_decode_would_call_malformed() -> None:
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError):
+            encode_value({"n": bad})
+
+
+@pytest.mark.parametrize(("value", "where"), [
+    ({"a": [1, {"b": float("nan")}]}, ["a", 1, "b"]),
+    ({"a": float("-inf")}, ["a"]),
+    ({"a": 10**400}, ["a"]),
+    ({"a": ["ok", "x\ud800"]}, ["a", 1]),
+    ({"k\udfff": 1}, ["k\udfff"]),
+])
+def test_non_json_says_where(value: dict[str, object], where: list[object]) -> None:
+    bad = wire.non_json(value)
+    assert bad is not None and bad[0] == where
+
+
+def test_non_json_accepts_what_the_log_keeps() -> None:
+    assert wire.non_json({"a": [1, 2.5, -0.0, 10**300, "\U0001f600", None, True, {"b": ""}]}) is None
+
+
+# --------------------------------------------------------------------------------------------
+# canonical_json(): the digest's rendering (wire-format.md §7)
+# --------------------------------------------------------------------------------------------
+
+# RFC 8785 Appendix B: IEEE 754 bit patterns and their ECMAScript rendering (also checked
+# against node's String(x) for 21,000 random doubles when this was written).
+RFC8785_NUMBERS = [
+    ("0000000000000000", "0"), ("8000000000000000", "0"), ("0000000000000001", "5e-324"),
+    ("8000000000000001", "-5e-324"), ("7fefffffffffffff", "1.7976931348623157e+308"),
+    ("ffefffffffffffff", "-1.7976931348623157e+308"), ("4340000000000000", "9007199254740992"),
+    ("c340000000000000", "-9007199254740992"), ("4430000000000000", "295147905179352830000"),
+    ("44b52d02c7e14af5", "9.999999999999997e+22"), ("44b52d02c7e14af6", "1e+23"),
+    ("44b52d02c7e14af7", "1.0000000000000001e+23"), ("444b1ae4d6e2ef4e", "999999999999999700000"),
+    ("444b1ae4d6e2ef4f", "999999999999999900000"), ("444b1ae4d6e2ef50", "1e+21"),
+    ("3eb0c6f7a0b5ed8c", "9.999999999999997e-7"), ("3eb0c6f7a0b5ed8d", "0.000001"),
+    ("41b3de4355555553", "333333333.3333332"), ("41b3de4355555554", "333333333.33333325"),
+    ("41b3de4355555555", "333333333.3333333"), ("41b3de4355555556", "333333333.3333334"),
+    ("41b3de4355555557", "333333333.33333343"), ("becbf647612f3696", "-0.0000033333333333333333"),
+    ("43143ff3c1cb0959", "1424953923781206.2"),
+]
+
+
+@pytest.mark.parametrize(("bits", "text"), RFC8785_NUMBERS)
+def test_canonical_number_matches_rfc8785(bits: str, text: str) -> None:
+    import struct
+    (x,) = struct.unpack(">d", bytes.fromhex(bits))
+    assert wire.canonical_number(x) == text
+    assert wire.canonical_json(x) == text
+
+
+def test_canonical_json_integers_are_exact_and_floats_are_doubles() -> None:
+    assert wire.canonical_json([2**64 + 1, -(2**63), 0, 1.0, 100.0, 1e21, 0.1, -0.0, 1e-7]) == \
+        "[18446744073709551617,-9223372036854775808,0,1,100,1e+21,0.1,0,1e-7]"
+
+
+def test_canonical_json_strings_escape_only_what_json_must() -> None:
+    s = "\"\\/\b\f\n\r\t\x00\x1f\x7f\u00e9\u2028\U0001f600"
+    assert wire.canonical_json(s) == '"\\"\\\\/\\b\\f\\n\\r\\t\\u0000\\u001f\x7f\u00e9\u2028\U0001f600"'
+
+
+def test_canonical_json_sorts_members_by_utf16_code_units() -> None:
+    # U+FB33 sorts after U+1F600 by code point but before it by UTF-16 code units (D83D ...)
+    value = {"\ufb33": 1, "\U0001f600": 2, "b": 3, "a": {"y": [], "x": {}}, "": None}
+    assert wire.canonical_json(value) == '{"":null,"a":{"x":{},"y":[]},"b":3,"\U0001f600":2,"\ufb33":1}'
+
+
+def test_canonical_json_has_no_recursion_limit() -> None:
+    deep: object = []
+    for _ in range(5000):
+        deep = [deep]
+    assert wire.canonical_json(deep) == "[" * 5001 + "]" * 5001
+
+
+def test_canonical_json_refuses_what_json_cannot_say() -> None:
+    for bad in (float("nan"), float("inf"), object()):
+        with pytest.raises((ValueError, TypeError)):
+            wire.canonical_json(bad)
