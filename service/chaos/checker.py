@@ -1,8 +1,9 @@
-"""The checker: replay every partition from offset 0 and check S1-S6 against the history.
+"""The checker: replay every partition from offset 0 and check S1-S7 against the history.
 
 Two independent consumers replay the topic (``assign`` and a fresh consumer group). S4 is
 checked from the raw records, independently of the rule: no accepted event may carry a
-token below the highest fence or accepted token seen earlier in its stream.
+token below the highest fence or accepted token seen earlier in its stream. S7 is Porcupine's
+verdict on the clients' answers (:mod:`service.chaos.linearizability`).
 """
 
 from __future__ import annotations
@@ -10,16 +11,18 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from service import domain
+from service.chaos import linearizability
 from service.chaos.history import History, Op
 from service.demo import history_problems
 from service.replay import TopicReplay, read_topic
 from service.rule import Replay, Verdict
 from service.wire import Record, decode
 
-PROPERTIES = ("S1", "S2", "S3", "S4", "S5", "S6")
+PROPERTIES = ("S1", "S2", "S3", "S4", "S5", "S6", "S7")
 
 
 @dataclass
@@ -31,6 +34,7 @@ class CheckResult:
     unknown_accepted: int = 0
     zombie_appends: int = 0
     zombie_discarded: int = 0
+    linearizability: linearizability.Linearizability | None = None
 
     def counts(self) -> dict[str, int]:
         return {p: len(v) for p, v in self.violations.items()}
@@ -61,7 +65,8 @@ def replay(records: list[Record], topic: str, *, ignore_tokens: bool = False) ->
 
 
 def check(history: History, records_a: list[Record], records_b: list[Record], topic: str,
-          projection: dict[str, tuple[int, int]] | None = None, *, ignore_tokens: bool = False) -> CheckResult:
+          projection: dict[str, tuple[int, int]] | None = None, *, ignore_tokens: bool = False,
+          visualize: Path | None = None) -> CheckResult:
     res = CheckResult()
     ra = replay(records_a, topic, ignore_tokens=ignore_tokens)
     rb = replay(records_b, topic, ignore_tokens=ignore_tokens)
@@ -98,7 +103,8 @@ def check(history: History, records_a: list[Record], records_b: list[Record], to
         for e in events:
             by_command[e["command"]].append({**e, "stream": stream})
     stale_commands = {vd.command for vd in ra.verdicts if not vd.accepted and vd.reason == "stale"}
-    for o in history.ops:
+    commands = [o for o in history.ops if o.command != "Get"]
+    for o in commands:
         got = by_command.get(o.key, [])
         if o.outcome == "ok":  # S1: acknowledged exactly once, at the version the client was told
             if len(got) != 1:
@@ -114,7 +120,7 @@ def check(history: History, records_a: list[Record], records_b: list[Record], to
             res.zombie_discarded += o.key in stale_commands
     # S6: per stream, acknowledged-before-invoked implies a lower version
     acked: dict[str, list[tuple[float, int, Op]]] = defaultdict(list)
-    for o in history.ops:
+    for o in commands:
         if o.outcome == "ok" and o.complete is not None and len(by_command.get(o.key, [])) == 1:
             acked[o.stream].append((o.complete, by_command[o.key][0]["version"], o))
     for stream, ops in acked.items():
@@ -132,4 +138,13 @@ def check(history: History, records_a: list[Record], records_b: list[Record], to
                 a = best[n - 1][1]
                 v["S6"].append(f"{stream}: op {a.id} acknowledged before op {b.id} was sent, but "
                                f"v{best[n - 1][0]} >= v{version}")
+    # S7: the answers, reads and rejections included, are linearizable per stream; an unknown
+    # outcome is settled by the log's verdict on it
+    lin = res.linearizability = linearizability.check(
+        history, {c: events[-1]["version"] for c, events in by_command.items()}, visualize=visualize)
+    for stream in lin.failing:
+        n = sum(1 for o in history.ops if o.stream == stream)
+        what = "not linearizable" if lin.streams[stream] == "Illegal" else "undecided (the checker ran out of time)"
+        where = f"; see {lin.visualizations[stream]}" if stream in lin.visualizations else ""
+        v["S7"].append(f"{stream}: {what} ({n} operations){where}")
     return res

@@ -27,6 +27,15 @@ class Op:
     detail: str = ""
     zombie: bool = False
     """Sent with the pause-before-append fault: its first append may land as a zombie."""
+    expected_version: int | None = None
+    valid: bool = True
+    """False: the command's data is one the decider refuses (422)."""
+    current_version: int | None = None
+    """A rejection's ``current_version``."""
+    destroyed: bool = False
+    """A read's ``destroyed`` (``command`` is ``Get`` for reads: 200 is ok, 404 a definite answer)."""
+    client: int = -1
+    """Which chaos client sent it (-1: the fault injector)."""
 
 
 def classify(status: int | None, body: dict[str, Any] | None) -> Outcome:

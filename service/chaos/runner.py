@@ -47,6 +47,7 @@ class ChaosConfig:
     quiet: float = 8.0
     lease_ttl_ms: int = 1500
     unsafe_ack_on_append: bool = False
+    unsafe_early_rejections: bool = False
     root: Path | None = None
     shuffle: bool = True
     """Inject the faults in an order drawn from the seed (else in the order given)."""
@@ -83,6 +84,7 @@ class Cluster:
                "FENCED_REDIS_URL": f"redis://127.0.0.1:{self.redis_proxy_port}/0",
                "FENCED_LEASE_TTL_MS": str(cfg.lease_ttl_ms), "FENCED_REQUEST_DEADLINE_MS": "8000",
                "FENCED_UNSAFE_ACK_ON_APPEND": "true" if cfg.unsafe_ack_on_append else "false",
+               "FENCED_UNSAFE_EARLY_REJECTIONS": "true" if cfg.unsafe_early_rejections else "false",
                "FENCED_PROJECTOR_GROUP": "chaos-projector"}
         self.stack = Stack(root / "stack", self.kafka, self.primary, ack_mode=cfg.ack_mode, extra_env=env)
         self.ports: dict[str, int] = {}
@@ -141,26 +143,55 @@ class Cluster:
         self.replica.start()
 
 
+RACE_PERIOD_S = 3.0
+"""Race folders are new every this many seconds: clients Create, Update and Destroy them at once."""
+
+
 async def _client(cfg: ChaosConfig, cluster: Cluster, history: History, rng: random.Random,
-                  stop: asyncio.Event, state: dict[str, str], http: httpx.AsyncClient) -> None:
+                  stop: asyncio.Event, state: dict[str, str], http: httpx.AsyncClient, client: int = -1) -> None:
+    seen: dict[str, int] = {}  # the last version this client was told of, per folder
     while not stop.is_set():
-        f = f"hot-{rng.randrange(cfg.hot)}" if rng.random() < 0.5 else f"f-{rng.randrange(cfg.folders)}"
-        known = state.get(f, "new")
-        if known == "new":
-            name, data = "Create", {"name": f}
-        elif rng.random() < 0.03 and not f.startswith("hot-"):
-            name, data = "Destroy", {}
+        pick = rng.random()
+        race = pick < 0.15
+        if race:
+            f = f"r-{int((time.monotonic() - history.t0) / RACE_PERIOD_S)}-{rng.randrange(2)}"
         else:
-            name, data = "Update", {"name": uuid.uuid4().hex[:6]}
-        await send(cluster, history, rng, f, name, data, state, http)
+            f = f"hot-{rng.randrange(cfg.hot)}" if pick < 0.55 else f"f-{rng.randrange(cfg.folders)}"
+        known = state.get(f, "new")
+        data: dict[str, Any] = {}
+        if rng.random() < 0.2:
+            name = "Get"
+        elif known == "new":
+            name, data = "Create", {"name": f}
+        elif race:
+            name = rng.choice(["Create", "Update", "Update", "Destroy"])
+        elif rng.random() < 0.03 and not f.startswith("hot-"):
+            name = "Destroy"
+        else:
+            name = "Update"
+        if name in ("Create", "Update"):
+            # now and then a name the decider refuses (422, at the current version)
+            data = {"name": "" if rng.random() < 0.02 else (f if name == "Create" else uuid.uuid4().hex[:6])}
+        expected = seen.get(f) if name != "Get" and rng.random() < 0.3 else None
+        op = await send(cluster, history, rng, f, name, data, state, http, expected_version=expected, client=client)
+        for v in (op.version, op.current_version):
+            if v is not None:
+                seen[f] = v
+        if op.status in (404, 409, 410, 422) and name != "Get" and rng.random() < 0.5:
+            # a read right after a rejection: it must not show less than the rejection did
+            await send(cluster, history, rng, f, "Get", {}, state, http, client=client)
 
 
 async def send(cluster: Cluster, history: History, rng: random.Random, folder: str, name: str,
                data: dict[str, Any], state: dict[str, str], http: httpx.AsyncClient, *,
-               replica: int | None = None, zombie: bool = False, key: str | None = None) -> Op:
+               replica: int | None = None, zombie: bool = False, key: str | None = None,
+               expected_version: int | None = None, client: int = -1) -> Op:
+    """Send one command (or a read, ``name == "Get"``) and record it in the history."""
     urls = cluster.stack.urls
     url = urls[replica if replica is not None else rng.randrange(len(urls))]
-    op = Op(len(history.ops), folder, name, key or uuid.uuid4().hex, time.monotonic() - history.t0, zombie=zombie)
+    op = Op(len(history.ops), folder, name, key or uuid.uuid4().hex, time.monotonic() - history.t0, zombie=zombie,
+            expected_version=expected_version, valid=name not in ("Create", "Update") or bool(data.get("name")),
+            client=client)
     history.ops.append(op)
     headers = {"Idempotency-Key": op.key}
     if zombie:
@@ -168,25 +199,39 @@ async def send(cluster: Cluster, history: History, rng: random.Random, folder: s
     status: int | None = None
     body: dict[str, Any] | None = None
     try:
-        r = await http.post(f"{url}/v1/folders/{folder}/commands", json={"name": name, "data": data},
-                            headers=headers)
+        if name == "Get":
+            r = await http.get(f"{url}/v1/folders/{folder}")
+        else:
+            command: dict[str, Any] = {"name": name, "data": data}
+            if expected_version is not None:
+                command["expected_version"] = expected_version
+            r = await http.post(f"{url}/v1/folders/{folder}/commands", json=command, headers=headers)
         status = r.status_code
         body = r.json()
     except (httpx.HTTPError, ValueError) as e:
         op.detail = type(e).__name__
     op.complete = time.monotonic() - history.t0
     op.status = status
+    if name == "Get":
+        op.outcome = "ok" if status in (200, 404) else "unknown"
+        if status == 200 and body is not None:
+            op.version, op.destroyed = body["version"], body["destroyed"]
+        elif body is not None:
+            op.detail = str(body.get("detail", ""))[:200]
+        return op
     op.outcome = classify(status, body)
     if status == 201 and body is not None:
         op.version = body["version"]
         op.offsets = [e["offset"] for e in body["events"]]
         state[folder] = "destroyed" if name == "Destroy" else "exists"
-    elif status == 409 and name == "Create":
-        state[folder] = "exists"
-    elif status == 410:
-        state[folder] = "destroyed"
-    elif body is not None:
-        op.detail = str(body.get("detail", ""))[:200]
+    else:
+        if body is not None:
+            op.detail = str(body.get("detail", ""))[:200]
+            op.current_version = body.get("current_version")
+        if status == 409 and name == "Create":
+            state[folder] = "exists"
+        elif status == 410:
+            state[folder] = "destroyed"
     return op
 
 
@@ -318,7 +363,7 @@ async def _drive(cfg: ChaosConfig, cluster: Cluster, history: History) -> dict[s
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=20, limits=limits) as http:
         clients = [asyncio.create_task(_client(cfg, cluster, history, random.Random(cfg.seed * 1000 + i), stop,
-                                               state, http)) for i in range(cfg.clients)]
+                                               state, http, i)) for i in range(cfg.clients)]
         kinds = schedule(cfg)
         fault_phase = max(cfg.duration - cfg.quiet, 1)
         gap = fault_phase / max(len(kinds), 1)
@@ -349,7 +394,7 @@ def run(cfg: ChaosConfig) -> ChaosRun:
         records_b = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=True))
     finally:
         cluster.stop()
-    result = check(history, records_a, records_b, topic, projection)
+    result = check(history, records_a, records_b, topic, projection, visualize=root / "s7")
     counts: dict[str, int] = {}
     for f in history.faults:
         counts[f.kind] = counts.get(f.kind, 0) + 1

@@ -1,0 +1,84 @@
+"""S7's checker on synthetic histories: Porcupine (the Go program in checkers/porcupine) with
+the folder model, fed through :mod:`service.chaos.linearizability`."""
+
+from __future__ import annotations
+
+import subprocess
+
+from service.chaos.history import History, Op
+from service.chaos.linearizability import SOURCE, check
+
+
+def op(i: int, name: str, invoke: float, complete: float | None, status: int | None, *, version: int | None = None,
+       current: int | None = None, outcome: str | None = None, stream: str = "f", client: int = 0,
+       destroyed: bool = False, expected: int | None = None) -> Op:
+    if outcome is None:
+        outcome = "ok" if status in (200, 201, 404) and (name == "Get" or status == 201) else \
+            "fail" if status is not None and status < 500 else "unknown"
+    return Op(i, stream, name, f"k{i}", invoke, complete, outcome, status, version,  # type: ignore[arg-type]
+              expected_version=expected, current_version=current, destroyed=destroyed, client=client)
+
+
+def test_the_go_model_tests_pass() -> None:
+    done = subprocess.run(["go", "test", "./..."], cwd=SOURCE, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_rejection_resting_on_an_unaccepted_append_is_caught() -> None:
+    """Issue #12's first sequence: B refused (409, current_version 1) before A's 201, and a read
+    sent after B's answer saw no folder."""
+    h = History([op(0, "Create", 10.4474, 10.5040, 201, version=1),
+                 op(1, "Create", 10.4500, 10.4765, 409, current=1, client=1),
+                 op(2, "Get", 10.4779, 10.4851, 404, client=1)])
+    assert check(h).failing == ["f"]
+    h.ops.pop()  # without the read, a linearization exists: A took effect before B's refusal
+    assert check(h).failing == []
+
+
+def test_gone_before_the_destroy_is_accepted_is_caught() -> None:
+    h = History([op(0, "Create", 1, 2, 201, version=1), op(1, "Update", 3, 4, 201, version=2),
+                 op(2, "Update", 5, 6, 201, version=3), op(3, "Destroy", 11.9704, 12.0134, 201, version=4),
+                 op(4, "Create", 11.98, 11.9957, 410, current=4, client=1),
+                 op(5, "Get", 11.996, 11.999, 200, version=3, client=1)])
+    assert check(h).failing == ["f"]
+
+
+def test_streams_are_checked_apart_and_each_verdict_is_named() -> None:
+    h = History([op(0, "Create", 0, 1, 201, version=1, stream="a"),
+                 op(1, "Create", 2, 3, 201, version=1, stream="b"),
+                 op(2, "Get", 4, 5, 200, version=1, stream="a", client=1),
+                 op(3, "Get", 4, 5, 404, stream="b", client=1)])  # b exists: a read after its 201 says 404
+    res = check(h)
+    assert res.streams == {"a": "Ok", "b": "Illegal"}
+    assert res.failing == ["b"]
+
+
+def test_an_unknown_outcome_is_possibly_applied_and_the_log_settles_it() -> None:
+    unknown = op(0, "Create", 0, 1, 503, outcome="unknown")
+    applied = op(1, "Get", 2, 3, 200, version=1, client=1)
+    not_applied = op(1, "Get", 2, 3, 404, client=1)
+    assert check(History([unknown, applied])).failing == []
+    assert check(History([unknown, not_applied])).failing == []
+    # the log accepted it at version 1: then another Create cannot also have made version 1
+    other = op(2, "Create", 2, 3, 201, version=1, client=2)
+    assert check(History([unknown, other])).failing == []
+    assert check(History([unknown, other]), {"k0": 1}).failing == ["f"]
+    # the log did not accept it: a read of version 1 is then wrong
+    assert check(History([unknown, applied]), {}).failing == ["f"]
+
+
+def test_a_busy_answer_and_a_read_without_an_answer_are_left_out() -> None:
+    h = History([op(0, "Create", 0, 1, 201, version=1),
+                 op(1, "Update", 2, 3, 503, outcome="fail", client=1),  # Busy: it changed nothing
+                 op(2, "Get", 2, 3, 503, outcome="unknown", client=2),
+                 op(3, "Get", 4, 5, 200, version=1, client=1)])
+    res = check(h)
+    assert res.failing == [] and res.operations == 2
+
+
+def test_expected_versions_and_current_versions_are_checked() -> None:
+    created = op(0, "Create", 0, 1, 201, version=1)
+    assert check(History([created, op(1, "Update", 2, 3, 409, current=1, expected=0, client=1)])).failing == []
+    assert check(History([created, op(1, "Update", 2, 3, 409, current=1, expected=1, client=1)])).failing == ["f"]
+    assert check(History([created, op(1, "Update", 2, 3, 409, current=0, expected=0, client=1)])).failing == ["f"]
