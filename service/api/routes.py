@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import math
 import re
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Path, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
 from locks import META_KEY
-from service import domain, logs
+from service import domain, logs, wire
 from service.api.deps import MetricsReader, Reader, RuntimeDep, Writer
 from service.auth import Principal
 from service.errors import InvalidInput, NotFound
@@ -112,6 +115,46 @@ async def _read(rt: RuntimeDep, decider: domain.Decider, resource_type: str, key
                                   time.monotonic() + rt.settings.request_deadline_ms / 1000)
 
 
+class _Literal(str):
+    """A number's text as the client sent it, for a 422 that names it (``1E400``)."""
+
+
+def _number_literal(text: str) -> float | _Literal:
+    f = float(text)
+    return _Literal(text) if math.isinf(f) else f
+
+
+def _sent_as(raw: bytes, path: list[str | int]) -> str | None:
+    """The literal the body holds at ``data`` / ``path``, if it is a number that is not finite."""
+    try:
+        v: Any = json.loads(raw, parse_float=_number_literal, parse_constant=_Literal)["data"]
+        for step in path:
+            v = v[step]
+    except (ValueError, LookupError, TypeError):
+        return None
+    return v if isinstance(v, _Literal) else None
+
+
+async def refuse_non_json(request: Request, data: dict[str, Any]) -> None:
+    """422 for data the log could not keep as JSON (wire-format.md §3): ``NaN``, ``Infinity``,
+    numbers beyond a double (``1E400``), lone surrogates. Python's parser takes them, so the
+    API would otherwise append them and answer ``null`` (or fail) where the log holds them."""
+    bad = wire.non_json(data)
+    if bad is None:
+        return
+    path, msg = bad
+    v: Any = data
+    for step in path:
+        v = v[step]
+    if isinstance(v, float) and math.isinf(v):
+        sent = _sent_as(await request.body(), path) or ("Infinity" if v > 0 else "-Infinity")
+        msg = f"{sent} is not a JSON number the log can keep: numbers must be finite IEEE 754 doubles"
+    # a member name with a lone surrogate has no UTF-8 form: the answer names it escaped
+    loc = [json.dumps(p)[1:-1] if isinstance(p, str) and not p.isascii() and wire.non_json(p) else p for p in path]
+    raise RequestValidationError([{"type": "value_error", "loc": ("body", "data", *loc), "msg": msg,
+                                   "input": None}])
+
+
 TypePath = Annotated[str, Path(description="Resource type, e.g. folders.")]
 IdPath = Annotated[str, Path(description="Resource id (A-Z a-z 0-9 . _ ~ -).")]
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -128,7 +171,7 @@ BAD_BODY: dict[int | str, dict[str, Any]] = {
 @router.post("/{resource_type}/{resource_id}/commands", status_code=201, response_model=CommandOut,
              responses={**BAD_BODY, **ERRORS})
 async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePath, resource_id: IdPath,
-                       body: CommandIn, idempotency_key: Annotated[str | None, Header()] = None,
+                       body: CommandIn, request: Request, idempotency_key: Annotated[str | None, Header()] = None,
                        x_fenced_fault: Annotated[str | None, Header(include_in_schema=False)] = None,
                        ) -> dict[str, Any]:
     _check(rt, resource_type, resource_id)
@@ -137,6 +180,7 @@ async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePat
     if json_depth_exceeds(body.data, rt.settings.max_json_depth - 1):
         raise InvalidInput(f"'data' nests deeper than {rt.settings.max_json_depth} levels "
                            "(FENCED_MAX_JSON_DEPTH)")
+    await refuse_non_json(request, body.data)
     ctx = logs.current.get()
     req = WriteRequest(resource_type, stream_id(principal, resource_id), body.name, body.data,
                        body.expected_version, idempotency_key or new_command_id(), x_fenced_fault,
