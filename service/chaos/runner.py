@@ -48,6 +48,8 @@ class ChaosConfig:
     lease_ttl_ms: int = 1500
     unsafe_ack_on_append: bool = False
     unsafe_early_rejections: bool = False
+    batch_wait_ms: int = 10
+    """A batch waits this long for more commands once it holds the lease (group commit gets more to do)."""
     root: Path | None = None
     shuffle: bool = True
     """Inject the faults in an order drawn from the seed (else in the order given)."""
@@ -85,6 +87,7 @@ class Cluster:
                "FENCED_LEASE_TTL_MS": str(cfg.lease_ttl_ms), "FENCED_REQUEST_DEADLINE_MS": "8000",
                "FENCED_UNSAFE_ACK_ON_APPEND": "true" if cfg.unsafe_ack_on_append else "false",
                "FENCED_UNSAFE_EARLY_REJECTIONS": "true" if cfg.unsafe_early_rejections else "false",
+               "FENCED_BATCH_WAIT_MS": str(cfg.batch_wait_ms),
                "FENCED_PROJECTOR_GROUP": "chaos-projector"}
         self.stack = Stack(root / "stack", self.kafka, self.primary, ack_mode=cfg.ack_mode, extra_env=env)
         self.ports: dict[str, int] = {}
@@ -254,6 +257,11 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
         key = uuid.uuid4().hex
         task = asyncio.create_task(send(cluster, history, rng, folder, "Update", {"name": "late"}, state, http,
                                         replica=i, zombie=True, key=key))
+        await asyncio.sleep(0.003)
+        # queued behind the zombie, so decided after it in the same batch: refused as existing, it
+        # rests on the zombie's append, which will be discarded (S7 checks when it is answered)
+        follow = asyncio.create_task(send(cluster, history, rng, folder, "Create", {"name": "z"}, state, http,
+                                          replica=i))
         r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
         try:
             until = time.monotonic() + 30
@@ -273,6 +281,7 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
         await send(cluster, history, rng, folder, "Create", {"name": "again"}, state, http, replica=1 - i)
         services.signal(f"api-{i}", signal.SIGCONT)
         await task
+        await follow
         ev.detail = f"api-{i} on {folder}: {ev.detail or 'never reached the pause point'}"
     elif kind == "kill-writer":
         name = f"api-{rng.randrange(2)}"

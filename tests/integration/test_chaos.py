@@ -101,3 +101,15 @@ def test_leased_mode_loses_acknowledged_writes_on_a_lossy_redis_failover(workdir
     result = check(history, records, records, topic)
     assert result.counts()["S1"] == 1, result.violations
     assert "accepted 0 times" in result.violations["S1"][0]
+
+
+def test_checker_catches_a_writer_that_answers_rejections_before_their_verdicts(workdir: Path) -> None:
+    """The writer before issue #12 (``FENCED_UNSAFE_EARLY_REJECTIONS``): a rejection decided after
+    a batch predecessor is answered while the predecessor's append has no verdict. In the zombie
+    fault, a Create queued behind the zombie's Update is refused at the version the Update would
+    make, which never exists: the zombie's append is discarded. Porcupine must say so: S7."""
+    broken = run(ChaosConfig(duration=12, seed=3, faults=("zombie",), unsafe_early_rejections=True,
+                             root=workdir / "chaos-early-rejections"))
+    counts = broken.result.counts()
+    assert counts["S7"] >= 1, counts
+    assert {p: n for p, n in counts.items() if p != "S7"} == dict.fromkeys(PROPERTIES[:-1], 0), counts
