@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     ver.add_argument("--no-compare", action="store_true", help="do not read the projection")
     sub.add_parser("topics", help="create the topics (idempotent) and check partition counts")
     sub.add_parser("settings", help="print every setting as a Markdown table")
-    chaos = sub.add_parser("chaos", help="fault-injection run on a private stack; checks S1-S6")
+    chaos = sub.add_parser("chaos", help="fault-injection run on a private stack; checks S1-S7")
     chaos.add_argument("--duration", type=float, default=120)
     chaos.add_argument("--seed", type=int, default=1)
     chaos.add_argument("--faults", default="all", help="comma-separated fault kinds, or all")

@@ -1,4 +1,4 @@
-"""``fenced chaos``: a fault-injection run that checks S1-S6 on the real stack.
+"""``fenced chaos``: a fault-injection run that checks S1-S7 on the real stack.
 
 ``history`` records what clients saw, ``proxy`` slows and resets connections, ``runner``
 starts a private stack and injects faults from a seed, ``checker`` replays the log and

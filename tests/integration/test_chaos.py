@@ -1,6 +1,6 @@
 """The fault-injection run (``fenced chaos``) and its checker, on the real stack.
 
-A short run injects every fault kind and must show zero violations of S1-S6. The checker
+A short run injects every fault kind and must show zero violations of S1-S7. The checker
 itself is shown to catch deliberately broken variants, so a green run means something.
 """
 
