@@ -1,0 +1,113 @@
+"""The conformance vectors (conformance/*.json) pass the project's own rule.
+
+Each vector is a topic's records; the reference (``wire.decode``, ``rule.Replay``, and
+``replay.TopicReplay`` for the counts and the digest, its only implementation) must give
+exactly the expected verdicts, counts, digest input and digest. The vectors must also be what
+conformance/generate.py builds, and the generator must refuse a case whose hand-written
+expectation the reference contradicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from service import domain
+from service.domain import folders  # noqa: F401 - registers the vectors' resource type
+from service.replay import TopicReplay
+from service.rule import REASONS, Replay, Verdict
+from service.wire import decode
+
+FOLDER = Path(__file__).resolve().parents[2] / "conformance"
+VECTORS = sorted(FOLDER.glob("*.json"))
+
+
+def generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("conformance_generate", FOLDER / "generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def b64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text, validate=True)
+
+
+def as_json(v: Verdict) -> dict[str, Any]:
+    return {"stream": v.stream or None, "partition": v.partition, "command": v.command or None,
+            "first_offset": v.first_offset, "last_offset": v.last_offset, "accepted": v.accepted,
+            "reason": v.reason, "versions": [e.version for e in v.events]}
+
+
+def replay(vector: dict[str, Any]) -> tuple[TopicReplay, list[dict[str, Any]]]:
+    decider = domain.get(vector["resource_type"])
+    assert decider is not None
+    rule = Replay(decider)
+    verdicts: list[Verdict] = []
+    for r in vector["records"]:
+        headers = [(name, b64(value)) for name, value in r["headers"]]
+        verdicts += rule.feed(decode(b64(r["key"]), b64(r["value"]), headers, r["partition"], r["offset"],
+                                     vector["partitions"]))
+    ordered = sorted(verdicts, key=lambda v: (v.partition, v.first_offset))
+    return TopicReplay(vector["topic"], rule, verdicts), [as_json(v) for v in ordered]
+
+
+def test_there_are_vectors() -> None:
+    assert len(VECTORS) >= 10
+
+
+@pytest.mark.parametrize("path", VECTORS, ids=[p.stem for p in VECTORS])
+def test_the_reference_passes_the_vector(path: Path) -> None:
+    vector = json.loads(path.read_text())
+    expected = vector["expected"]
+    tr, verdicts = replay(vector)
+    assert verdicts == expected["verdicts"]
+    summary = tr.summary()
+    assert summary["topic"] == vector["topic"]
+    assert {k: summary[k] for k in ("records", "accepted", "discards", "streams")} == \
+        {k: expected[k] for k in ("records", "accepted", "discards", "streams")}
+    assert tr.digest_lines() == expected["digest_lines"]
+    assert summary["digest"] == expected["digest"]
+    # the digest is the SHA-256 of the lines, as wire-format.md §8.3 says
+    assert hashlib.sha256("".join(expected["digest_lines"]).encode()).hexdigest() == expected["digest"]
+
+
+def test_the_vectors_are_what_the_generator_builds() -> None:
+    built = generator().build()
+    assert sorted(built) == [p.name for p in VECTORS]
+    for name, text in built.items():
+        assert (FOLDER / name).read_text() == text, f"conformance/{name} is stale: run conformance/generate.py"
+
+
+def test_the_vectors_cover_every_outcome() -> None:
+    outcomes = {v["reason"] or "accepted" for p in VECTORS for v in json.loads(p.read_text())["expected"]["verdicts"]}
+    assert outcomes == {"accepted", *REASONS}
+
+
+@pytest.mark.parametrize("wrong", ["verdict", "counts", "digest_lines"])
+def test_the_generator_refuses_a_wrong_expectation(wrong: str) -> None:
+    """A vector records what was worked out by hand; where the reference disagrees, generating fails."""
+    gen = generator()
+    case = next(c for c in gen.CASES if c.name == "digest_rendering")
+    if wrong == "verdict":
+        bad = dataclasses.replace(case, verdicts=[dataclasses.replace(case.verdicts[0], outcome="stale", versions=()),
+                                                  *case.verdicts[1:]])
+    elif wrong == "counts":
+        bad = dataclasses.replace(case, accepted=case.accepted + 1)
+    else:
+        bad = dataclasses.replace(case, digest_lines=[case.digest_lines[0].replace("1e+308", "1e308"),
+                                                      *case.digest_lines[1:]])
+    gen.run(case)
+    with pytest.raises(AssertionError, match="digest_rendering"):
+        gen.run(bad)
