@@ -20,6 +20,11 @@ the helper assigns itself every partition; with one, it joins that consumer grou
 only splits the partitions among the group's members (each member still reads its
 partitions from offset 0, and never commits offsets). ``stop_at_end=True`` stops at the end
 offsets the partitions had when they were assigned, instead of following the topic.
+
+Every codec Kafka has is read (gzip, snappy, lz4, zstd), and a record batch that cannot be
+decoded (a bad CRC, a garbled payload, an unknown codec) never halts a partition: it is
+skipped whole and counted as one ``malformed`` discard, exactly as the projector and
+``fenced verify`` count it (:mod:`sdk.batches`).
 """
 
 from __future__ import annotations
@@ -30,9 +35,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
+from sdk.batches import BatchSafeConsumer
 from service import domain
 from service.domain import Decider
 from service.domain import folders as _folders  # noqa: F401 - registers the reference type
@@ -75,9 +81,11 @@ class AcceptedEvents:
 
     ``partitions`` is the topic's partition count (``FENCED_PARTITIONS``): a record on
     another partition than its key's is malformed. ``decider`` is the resource type's
-    decider or its name. ``discards`` counts discarded command groups by reason;
-    ``on_discard`` is called with the verdict of each. ``consumer_options`` go to
-    ``AIOKafkaConsumer`` (security settings, fetch sizes).
+    decider or its name. ``discards`` counts discarded command groups by reason (a record
+    batch that could not be decoded counts once, as ``malformed``); ``on_discard`` is called
+    with the verdict of each. ``consumer_options`` go to ``AIOKafkaConsumer`` (security
+    settings, fetch sizes; ``check_crcs`` is always on and ``isolation_level`` must stay
+    ``read_uncommitted``).
     """
 
     def __init__(self, bootstrap: str, topic: str, partitions: int, *, decider: Decider | str = "folders",
@@ -126,7 +134,7 @@ class AcceptedEvents:
     async def start(self) -> None:
         if self._consumer is not None:
             return
-        consumer = AIOKafkaConsumer(
+        consumer = BatchSafeConsumer(  # always checks CRCs, reads read_uncommitted only
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", **{"fetch_max_wait_ms": 100, **self._options})
         await consumer.start()

@@ -19,11 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from locks import LeaseError, Leases
+from sdk.batches import CAUSES, BatchSafeConsumer, Cause, SkippedBatch
 from service import domain
 from service.auth import KeyFile, KeyFileError
 from service.domain import Decider
@@ -85,8 +86,11 @@ class Projector:
         """Discarded command groups (or records) by topic and rule reason, counted once written."""
         self.records_by_topic: dict[str, int] = dict.fromkeys(self.types, 0)
         self.accepted_by_topic: dict[str, int] = dict.fromkeys(self.types, 0)
+        self.skipped_by_topic: dict[str, dict[Cause, int]] = {t: dict.fromkeys(CAUSES, 0) for t in self.types}
+        """Record batches skipped as undecodable, by topic and cause; each is one ``malformed`` discard too."""
         self.applied_records = 0
-        self.consumer = AIOKafkaConsumer(
+        # reads every codec; a batch nobody can decode comes as one SkippedBatch (sdk/batches.py)
+        self.consumer = BatchSafeConsumer(
             **client_options(settings), group_id=settings.projector_group,
             enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=10,
             # a killed projector's partitions move to its successor after this (the broker's minimum)
@@ -267,6 +271,9 @@ class Projector:
             self.accepted_by_topic[topic] += n
         for tp, msgs in batch.items():
             self.records_by_topic[tp.topic] += len(msgs)
+            for m in msgs:
+                if isinstance(m, SkippedBatch):
+                    self.skipped_by_topic[tp.topic][m.cause] += 1
         self.applied_records += sum(len(m) for m in batch.values())
         if self.progress:
             self._print_progress()

@@ -2,10 +2,11 @@
 
 Everything is read from the projector when scraped, so the apply loop pays nothing but the
 few counter increments it keeps anyway: discards by topic and rule reason, records applied,
-events accepted, each assigned partition's applied offset and lag behind the log end, and
-whether the projection is ready. The endpoint is a small asyncio HTTP server on the
-projector's own event loop, so a scrape reads the projector's state between two steps of
-the loop, never while it changes (no thread, no locks).
+events accepted, record batches skipped as undecodable (by cause), each assigned
+partition's applied offset and lag behind the log end, and whether the projection is ready.
+The endpoint is a small asyncio HTTP server on the projector's own event loop, so a scrape
+reads the projector's state between two steps of the loop, never while it changes (no
+thread, no locks).
 """
 
 from __future__ import annotations
@@ -74,6 +75,14 @@ class ProjectorCollector(Collector):
         for topic, n in sorted(p.accepted_by_topic.items()):
             accepted.add_metric([topic], n)
         yield accepted
+        skipped = CounterMetricFamily(
+            "fenced_projector_skipped_batches",
+            "Record batches that could not be decoded (cause: crc, codec, corrupt, too_large, framing) and were "
+            "skipped whole; each is also one malformed discard.", labels=["topic", "cause"])
+        for topic, by_cause in sorted(p.skipped_by_topic.items()):
+            for cause, n in by_cause.items():
+                skipped.add_metric([topic, cause], n)
+        yield skipped
         applied = GaugeMetricFamily(
             "fenced_projector_applied_offset",
             "Last offset applied to the projection, per assigned partition (-1: none yet).",

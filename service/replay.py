@@ -2,7 +2,10 @@
 
 Used by ``fenced verify``, by the chaos checker and by downstream consumers. Two modes:
 ``assign`` (no consumer group) and a fresh consumer group, so a checker can compare two
-independent readers.
+independent readers. Records are read with :class:`sdk.batches.BatchSafeConsumer`, as the
+projector and the SDK's consumer read them: every codec, and a batch that cannot be decoded
+comes as one :class:`~sdk.batches.SkippedBatch` (a keyless record: one ``malformed``
+discard) instead of halting the partition.
 """
 
 from __future__ import annotations
@@ -13,8 +16,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from sdk.batches import BatchSafeConsumer
 from service.domain import Decider
 from service.rule import Replay, Verdict
 from service.wire import canonical_json, decode
@@ -62,8 +66,9 @@ class TopicReplay:
 
 
 async def read_topic(bootstrap: str, topic: str, *, group: bool = False) -> AsyncIterator[Any]:
-    """Every record of ``topic`` up to its end offsets at the start, in partition order."""
-    consumer = AIOKafkaConsumer(
+    """Every record of ``topic`` up to its end offsets at the start, in partition order; a
+    record batch that cannot be decoded is one :class:`~sdk.batches.SkippedBatch` instead."""
+    consumer = BatchSafeConsumer(
         bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
         group_id=f"fenced-verify-{uuid.uuid4().hex[:8]}" if group else None, fetch_max_wait_ms=50,
         max_partition_fetch_bytes=8 * 1024 * 1024)
