@@ -72,6 +72,19 @@ async def paused(redis: aioredis.Redis, key: str, timeout: float = 20) -> None:
         await asyncio.sleep(0.01)
 
 
+async def create_twice_with_the_first_paused(rt: Runtime, redis: aioredis.Redis, rid: str) -> tuple[
+        asyncio.Task[Outcome], asyncio.Task[Outcome], str]:
+    """Create A (paused before its append) and Create B queued behind it, so one batch decides B
+    after A; returns once the writer has paused, with A, B and A's key (delete its fault key to
+    let A go on)."""
+    key = new_command_id()
+    a = asyncio.create_task(outcome(rt, rid, "Create", {"name": "a"}, fault="pause-before-append", key=key))
+    await asyncio.sleep(0.05)
+    b = asyncio.create_task(outcome(rt, rid, "Create", {"name": "b"}))
+    await paused(redis, key)
+    return a, b, key
+
+
 async def test_a_rejection_waits_for_the_verdict_of_the_append_it_was_decided_after(
         stack: Stack, redis: aioredis.Redis, mode: str) -> None:
     """Regression (issue #12): Create A and Create B of one folder ran as one batch; B was
@@ -81,12 +94,9 @@ async def test_a_rejection_waits_for_the_verdict_of_the_append_it_was_decided_af
     append, B has no answer."""
     rt = Runtime(settings_for(stack, mode))
     await rt.start()
-    rid, key = fid(), new_command_id()
+    rid = fid()
     try:
-        a = asyncio.create_task(outcome(rt, rid, "Create", {"name": "a"}, fault="pause-before-append", key=key))
-        await asyncio.sleep(0.05)
-        b = asyncio.create_task(outcome(rt, rid, "Create", {"name": "b"}))
-        await paused(redis, key)
+        a, b, key = await create_twice_with_the_first_paused(rt, redis, rid)
         await asyncio.sleep(0.5)
         assert not b.done(), f"B was answered {b.result()} before A's append was even sent"
         await redis.delete(f"fenced:fault:{key}")
@@ -102,12 +112,9 @@ async def test_the_broken_writer_answers_that_rejection_early(stack: Stack, redi
     as before the fix, and B is refused while A's append has not been sent."""
     rt = Runtime(settings_for(stack, "verified", unsafe_early_rejections=True))
     await rt.start()
-    rid, key = fid(), new_command_id()
+    rid = fid()
     try:
-        a = asyncio.create_task(outcome(rt, rid, "Create", {"name": "a"}, fault="pause-before-append", key=key))
-        await asyncio.sleep(0.05)
-        b = asyncio.create_task(outcome(rt, rid, "Create", {"name": "b"}))
-        await paused(redis, key)
+        a, b, key = await create_twice_with_the_first_paused(rt, redis, rid)
         await asyncio.sleep(0.5)
         early = b.done()
         await redis.delete(f"fenced:fault:{key}")
@@ -127,12 +134,9 @@ async def test_a_rejection_is_decided_again_when_its_predecessor_is_not_accepted
     one, two = Runtime(settings_for(stack, mode)), Runtime(settings_for(stack, mode))
     await one.start()
     await two.start()
-    rid, key = fid(), new_command_id()
+    rid = fid()
     try:
-        a = asyncio.create_task(outcome(one, rid, "Create", {"name": "a"}, fault="pause-before-append", key=key))
-        await asyncio.sleep(0.05)
-        b = asyncio.create_task(outcome(one, rid, "Create", {"name": "b"}))
-        await paused(redis, key)
+        a, b, key = await create_twice_with_the_first_paused(one, redis, rid)
         await redis.delete(f"{stream_key(f'folders:{rid}')}:lease")  # replica 1's lease lapses
         assert (await outcome(two, rid, "Create", {"name": "c"}))[:3:2] == (201, 1)
         assert (await outcome(two, rid, "Destroy"))[:3:2] == (201, 2)
