@@ -51,19 +51,24 @@ class Linearizability:
         return sorted(s for s, r in self.streams.items() if r != "Ok")
 
 
+def go() -> str:
+    """The Go toolchain (on PATH, or where the machine's image installs it)."""
+    return shutil.which("go") or "/usr/local/go/bin/go"
+
+
 def binary() -> Path:
     """The checker's executable, built with the Go toolchain when its sources are newer."""
     sources = [*SOURCE.glob("*.go"), SOURCE / "go.mod", SOURCE / "go.sum"]
     newest = max(p.stat().st_mtime for p in sources)
     if BINARY.exists() and BINARY.stat().st_mtime >= newest:
         return BINARY
-    go = shutil.which("go") or "/usr/local/go/bin/go"
+    go_ = go()
     BINARY.parent.mkdir(parents=True, exist_ok=True)
     try:
-        done = subprocess.run([go, "build", "-o", str(BINARY), "."], cwd=SOURCE, capture_output=True, text=True,
+        done = subprocess.run([go_, "build", "-o", str(BINARY), "."], cwd=SOURCE, capture_output=True, text=True,
                               timeout=600, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise CheckerUnavailable(f"cannot build the linearizability checker with {go}: {e}") from e
+        raise CheckerUnavailable(f"cannot build the linearizability checker with {go_}: {e}") from e
     if done.returncode != 0:
         raise CheckerUnavailable(f"`go build` of {SOURCE} failed:\n{done.stderr.strip()}")
     return BINARY

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 
 from service.chaos.history import History, Op
-from service.chaos.linearizability import SOURCE, check
+from service.chaos.linearizability import SOURCE, check, go
 
 
 def op(i: int, name: str, invoke: float, complete: float | None, status: int | None, *, version: int | None = None,
@@ -20,7 +20,7 @@ def op(i: int, name: str, invoke: float, complete: float | None, status: int | N
 
 
 def test_the_go_model_tests_pass() -> None:
-    done = subprocess.run(["go", "test", "./..."], cwd=SOURCE, capture_output=True, text=True, timeout=600,
+    done = subprocess.run([go(), "test", "./..."], cwd=SOURCE, capture_output=True, text=True, timeout=600,
                           check=False)
     assert done.returncode == 0, done.stdout + done.stderr
 
