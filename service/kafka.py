@@ -45,6 +45,11 @@ def client_options(settings: Settings) -> dict[str, Any]:
     return opts
 
 
+def compression_type(settings: Settings) -> str | None:
+    """The writer's codec for aiokafka (``FENCED_KAFKA_COMPRESSION``; None: uncompressed)."""
+    return None if settings.kafka_compression == "none" else settings.kafka_compression
+
+
 TOPIC_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"}
 
 
@@ -141,7 +146,7 @@ class Appender:
     def _new_producer(self) -> AIOKafkaProducer:
         return AIOKafkaProducer(
             **client_options(self.settings), acks="all", enable_idempotence=True,
-            linger_ms=0, max_batch_size=BATCH_BYTES + 64 * 1024,
+            compression_type=compression_type(self.settings), linger_ms=0, max_batch_size=BATCH_BYTES + 64 * 1024,
             request_timeout_ms=max(self.settings.request_deadline_ms, 1000), client_id="fenced-writer",
         )
 
