@@ -133,8 +133,8 @@ def decode_fetched(tp: TopicPartition, data: bytes, position: int, *, key_deseri
     """The records of one partition's fetched bytes from ``position`` on, batch by batch,
     with a :class:`SkippedBatch` for each batch that cannot be decoded; and the offset to
     read next. A batch cut short at the end of ``data`` is left for the next fetch, unless it
-    is the first (the broker always sends the first batch whole: a shorter one is too large
-    to be sent)."""
+    is the first: brokers send a fetch's first batch whole (fetch v3+, KIP-74) or not at all,
+    so a first batch cut short is one an older broker finds too large to send."""
     out: list[Any] = []
     view = memoryview(data)
     at = 0
@@ -214,6 +214,10 @@ class BatchSafeConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka is 
             except KafkaError as e:
                 if not isinstance(e, UNDECODABLE):
                     raise
+                if isinstance(e, RecordTooLargeError) and len(e.args) >= 3 and e.args[1] in before:
+                    # a broker that sent a first batch cut short (none since fetch v3 does): aiokafka
+                    # has already stepped the partition one offset on, which would lose that record
+                    before[e.args[1]] = int(e.args[2])
                 return await self._read_batch_by_batch(assignment, before, max_records, e)
             except Exception as e:  # noqa: BLE001 - a codec raises what it raises (OSError, DecompressionError)
                 return await self._read_batch_by_batch(assignment, before, max_records, e)
@@ -228,6 +232,26 @@ class BatchSafeConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka is 
                 return {}
             waiter.result()  # authorization errors, as aiokafka's getmany raises them
 
+    async def _fetch(self, node: int, items: list[tuple[TopicPartition, int]]) -> dict[TopicPartition, bytes]:
+        """One fetch request to ``node``: the bytes of each partition that answered without error."""
+        topics: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+        for tp, position in items:
+            topics[tp.topic].append((tp.partition, position, self._max_partition_fetch_bytes))
+        request = FetchRequest(0, 1, self._fetch_max_bytes, READ_UNCOMMITTED, list(topics.items()))
+        try:
+            response = await self._client.send(node, request)
+        except KafkaError as e:
+            log.warning("fetching batch by batch from node %d failed: %s", node, e)
+            return {}
+        wanted = {tp for tp, _ in items}
+        out: dict[TopicPartition, bytes] = {}
+        for topic, parts in response.topics:
+            for partition, error_code, _highwater, *part_data in parts:
+                tp = TopicPartition(topic, partition)
+                if error_code == 0 and tp in wanted:
+                    out[tp] = bytes(part_data[-1] or b"")
+        return out
+
     async def _read_batch_by_batch(self, assignment: Any, before: dict[TopicPartition, int],
                                    max_records: int | None, error: BaseException) -> dict[TopicPartition, list[Any]]:
         """Fetch the partitions of a failed drain again from where they were, decode them one
@@ -241,23 +265,9 @@ class BatchSafeConsumer(AIOKafkaConsumer):  # type: ignore[misc]  # aiokafka is 
                 by_node[node].append((tp, position))
         decoded: dict[TopicPartition, tuple[list[Any], int]] = {}
         for node, items in sorted(by_node.items()):
-            topics: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-            for tp, position in items:
-                topics[tp.topic].append((tp.partition, position, self._max_partition_fetch_bytes))
-            request = FetchRequest(0, 1, self._fetch_max_bytes, READ_UNCOMMITTED, list(topics.items()))
-            try:
-                response = await self._client.send(node, request)
-            except KafkaError as e:
-                log.warning("fetching batch by batch from node %d failed: %s", node, e)
-                continue
-            for topic, parts in response.topics:
-                for partition, error_code, _highwater, *part_data in parts:
-                    tp = TopicPartition(topic, partition)
-                    if error_code != 0 or tp not in before:
-                        continue
-                    decoded[tp] = decode_fetched(tp, part_data[-1] or b"", before[tp],
-                                                 key_deserializer=self._key_deserializer,
-                                                 value_deserializer=self._value_deserializer)
+            for tp, data in (await self._fetch(node, items)).items():
+                decoded[tp] = decode_fetched(tp, data, before[tp], key_deserializer=self._key_deserializer,
+                                             value_deserializer=self._value_deserializer)
         subscription = self._subscription.subscription
         if subscription is None or subscription.assignment is not assignment:
             return {}  # a rebalance meanwhile: the new assignment's positions stand
