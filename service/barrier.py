@@ -14,15 +14,14 @@ way a Raft read index does:
    includes every record of the stream below ``E``, whatever Redis lost before;
 3. else wait for the projector and read again, until the deadline.
 
-Concurrent callers of one partition share ListOffsets requests: each one gets the answer of
-a request that started after it asked.
+Concurrent callers share ListOffsets requests (one for every partition wanted at the time):
+each one gets the answer of a request that started after it asked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -39,72 +38,62 @@ POLL_S = 0.01
 (the cache can be ahead of a Redis that went back in time)."""
 
 
-@dataclass(eq=False)
-class _Slot:
-    running: asyncio.Future[int] | None = None
-    queued: asyncio.Future[int] | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
-
-
 class LogEnds:
-    """End offsets of partitions, from Kafka, at most one request in flight per partition."""
+    """End offsets of partitions, from Kafka, with at most one ListOffsets request in flight.
+
+    Callers that arrive while a request is in flight wait for the next one, which asks for every
+    partition they want at once (one round trip for all of them, sent after each of them asked).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
                                          request_timeout_ms=max(settings.request_deadline_ms, 5000))
-        self._slots: dict[TopicPartition, _Slot] = {}
+        self._next: dict[TopicPartition, asyncio.Future[int]] = {}
+        self._running: asyncio.Task[None] | None = None
         self.requests = 0
 
     async def start(self) -> None:
         await self.consumer.start()
 
     async def stop(self) -> None:
-        for slot in self._slots.values():
-            for task in slot.tasks:
-                task.cancel()
+        if self._running is not None:
+            self._running.cancel()
         await self.consumer.stop()
 
     async def end(self, topic: str, partition: int) -> int:
         """The partition's end offset (the offset its next record will get), from a request
         sent after this call began."""
         tp = TopicPartition(topic, partition)
-        slot = self._slots.setdefault(tp, _Slot())
-        loop = asyncio.get_running_loop()
-        if slot.running is None:
-            fut = slot.running = loop.create_future()
-            self._launch(tp, slot, fut)
-        else:  # the request in flight may have been sent before this call: take the next one
-            if slot.queued is None:
-                slot.queued = loop.create_future()
-            fut = slot.queued
+        fut = self._next.get(tp)
+        if fut is None:
+            fut = self._next[tp] = asyncio.get_running_loop().create_future()
+        if self._running is None:
+            self._launch()
         return await asyncio.shield(fut)
 
-    def _launch(self, tp: TopicPartition, slot: _Slot, fut: asyncio.Future[int]) -> None:
-        task = asyncio.create_task(self._request(tp, slot, fut), name=f"log-end-{tp.topic}-{tp.partition}")
-        slot.tasks.add(task)
-        task.add_done_callback(slot.tasks.discard)
+    def _launch(self) -> None:
+        wanted, self._next = self._next, {}
+        self._running = asyncio.create_task(self._request(wanted), name="log-ends")
 
-    async def _request(self, tp: TopicPartition, slot: _Slot, fut: asyncio.Future[int]) -> None:
+    async def _request(self, wanted: dict[TopicPartition, asyncio.Future[int]]) -> None:
         self.requests += 1
         try:
-            ends = await self.consumer.end_offsets([tp])
-            if not fut.done():
-                fut.set_result(int(ends[tp]))
-        except (KafkaError, OSError, KeyError) as e:
-            if not fut.done():
-                fut.set_exception(KafkaUnavailable(f"cannot read the end offset of {tp.topic}/{tp.partition}: {e!r}"))
+            ends = await self.consumer.end_offsets(list(wanted))
+            for tp, fut in wanted.items():
+                if not fut.done():
+                    fut.set_result(int(ends[tp]))
         except BaseException as e:
-            if not fut.done():
-                fut.set_exception(KafkaUnavailable(f"cannot read the end offset: {e!r}"))
-            raise
+            err = KafkaUnavailable(f"cannot read the partitions' end offsets: {e!r}")
+            for fut in wanted.values():
+                if not fut.done():
+                    fut.set_exception(err)
+                    fut.exception()  # retrieved: a caller that went away leaves no warning
+            if not isinstance(e, (KafkaError, OSError, KeyError)):
+                raise
         finally:
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # retrieved: a caller that went away does not leave a warning
-            slot.running = None
-            if slot.queued is not None:
-                nxt, slot.queued = slot.queued, None
-                slot.running = nxt
-                self._launch(tp, slot, nxt)
+            self._running = None
+            if self._next:
+                self._launch()
 
 
 class Barrier:

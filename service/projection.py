@@ -69,6 +69,15 @@ return 1
 """
 
 
+READ_WITH_APPLIED = """
+-- KEYS: 1 applied hash of the topic, 2 proj of the stream
+-- ARGV: 1 partition
+-- Returns {applied offset of the partition or false, the stream's state JSON or false}, read at
+-- one instant (the log barrier, service/barrier.py).
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], 'data')}
+"""
+
+
 def applied_key(topic: str) -> str:
     return f"fenced:applied:{topic}"
 
@@ -126,6 +135,7 @@ class Projection:
         self.redis = redis
         self._apply = redis.register_script(APPLY_STREAM)
         self._advance = redis.register_script(ADVANCE_PARTITION)
+        self._read_applied = redis.register_script(READ_WITH_APPLIED)
 
     async def load_many(self, streams: Mapping[str, Decider], epoch: int) -> dict[str, StreamState]:
         """The rule states of many streams in one round trip (initial if from another epoch)."""
@@ -146,11 +156,10 @@ class Projection:
 
     async def load_with_applied(self, decider: Decider, stream: str, topic: str,
                                 partition: int) -> tuple[int, StreamState]:
-        """The partition's applied offset and the stream's state, read at one instant (MULTI)."""
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hget(applied_key(topic), str(partition))
-        pipe.hget(f"{stream_key(stream)}:proj", "data")
-        applied, data = await pipe.execute()
+        """The partition's applied offset and the stream's state, read at one instant (one script,
+        so an auto-pipelining client sends it with whatever else is pending)."""
+        applied, data = await self._read_applied(keys=[applied_key(topic), f"{stream_key(stream)}:proj"],
+                                                 args=[partition])
         return (-1 if applied is None else int(applied),
                 initial(decider) if data is None else StreamState.from_json(data))
 
