@@ -31,7 +31,6 @@ from devstack.stack import Stack, post_body
 from sdk.batches import CAUSES, SkippedBatch, decode_fetched
 from sdk.consumer import AcceptedEvents
 from service import wire
-from service.kafka import ensure_topics
 from service.rule import REASONS
 from service.verify import verify
 from tests.integration.test_malformed_records import by_name, discards, scrape
@@ -169,12 +168,13 @@ async def write_corrupt_batches(stack: Stack, kafka: KafkaBroker, ledger: Ledger
 async def codecs(workdir: Path, kafka: KafkaBroker, redis_server: RedisServer) -> AsyncIterator[Ledger]:
     stack = Stack(workdir / "stacks", kafka, redis_server)
     ledger = Ledger(stack)
-    await ensure_topics(stack.settings)
-    await write_corrupt_batches(stack, kafka, ledger)
-    # the projector reads the damaged partition from offset 0 and must still catch up: the
-    # API replicas are not ready before it has
     await asyncio.to_thread(stack.start)
     try:
+        # written while no projector runs (none may read them whole before they are damaged);
+        # a fresh projector then reads the damaged partition from offset 0, counting from 0
+        await asyncio.to_thread(stack.services.stop, "projector")
+        await write_corrupt_batches(stack, kafka, ledger)
+        stack.services.start_projector()
         yield ledger
     finally:
         stack.stop()
@@ -293,8 +293,8 @@ async def check_all(ledger: Ledger) -> None:
 @pytest.mark.integration
 async def test_corrupt_batches_are_skipped_and_counted_by_every_reader(codecs: Ledger) -> None:
     """Three batches damaged on disk (bad CRC; garbled zstd; codec 7), between good batches of
-    the same partition and beside another partition's: the projector catches up (the API
-    became ready), each bad batch is one malformed discard in the projector's metrics, in
+    the same partition and beside another partition's: a projector started on that log
+    catches up, each bad batch is one malformed discard in the projector's metrics, in
     ``fenced verify`` and in the SDK's consumer; the good records around them, drained in the
     same fetch, are all applied; and the API writes afterwards."""
     await check_all(codecs)
