@@ -60,6 +60,8 @@ class RedisServer:
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root),
                 "--appendonly", "yes", "--appendfsync", self.appendfsync,
                 "--save", "", "--daemonize", "no", "--protected-mode", "yes",
+                # a test session gives each stack a db of its own: more than the default 16
+                "--databases", "1024",
                 "--logfile", str(self.log_file)]
         if self.replicaof is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replicaof)]
