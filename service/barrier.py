@@ -8,8 +8,8 @@ way a Raft read index does:
 
 1. ask Kafka for the partition's end offset ``E`` (ListOffsets), in a request *sent after
    the call began*, so every record acknowledged before the call is below ``E``;
-2. read, in one ``MULTI``, the projector's applied offset of the partition and the stream's
-   state; the projector writes a stream's state before it moves the applied offset, and
+2. read, in one Lua script (atomic), the projector's applied offset of the partition and the
+   stream's state; the projector writes a stream's state before it moves the applied offset, and
    Redis replicates both in that order, so a state read with an applied offset ``>= E - 1``
    includes every record of the stream below ``E``, whatever Redis lost before;
 3. else wait for the projector and read again, until the deadline.
@@ -24,7 +24,6 @@ import asyncio
 import time
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from service.domain import Decider
 from service.errors import Unavailable
@@ -33,6 +32,8 @@ from service.projection import AppliedWatcher, Projection
 from service.rule import StreamState
 from service.settings import Settings
 
+REQUEST_TIMEOUT_MS = 2000
+"""How long one ListOffsets request may take before its callers hear Kafka is unavailable."""
 POLL_S = 0.01
 """How often a barrier re-reads Redis while the watcher's cached offset already claims enough
 (the cache can be ahead of a Redis that went back in time)."""
@@ -46,23 +47,39 @@ class LogEnds:
     """
 
     def __init__(self, settings: Settings) -> None:
+        # short: every caller waits for the request after the one in flight, so a request that
+        # hangs (a broker restarting) must end well before the callers' deadlines
         self.consumer = AIOKafkaConsumer(**client_options(settings), enable_auto_commit=False, group_id=None,
-                                         request_timeout_ms=max(settings.request_deadline_ms, 5000))
+                                         request_timeout_ms=REQUEST_TIMEOUT_MS)
         self._next: dict[TopicPartition, asyncio.Future[int]] = {}
         self._running: asyncio.Task[None] | None = None
+        self._stopping = False
         self.requests = 0
 
     async def start(self) -> None:
         await self.consumer.start()
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._running is not None:
             self._running.cancel()
+            await asyncio.wait([self._running])
+        self._fail(self._next, KafkaUnavailable("the replica is shutting down"))
+        self._next = {}
         await self.consumer.stop()
+
+    @staticmethod
+    def _fail(wanted: dict[TopicPartition, asyncio.Future[int]], err: Exception) -> None:
+        for fut in wanted.values():
+            if not fut.done():
+                fut.set_exception(err)
+                fut.exception()  # retrieved: a caller that went away leaves no warning
 
     async def end(self, topic: str, partition: int) -> int:
         """The partition's end offset (the offset its next record will get), from a request
         sent after this call began."""
+        if self._stopping:
+            raise KafkaUnavailable("the replica is shutting down")
         tp = TopicPartition(topic, partition)
         fut = self._next.get(tp)
         if fut is None:
@@ -82,17 +99,14 @@ class LogEnds:
             for tp, fut in wanted.items():
                 if not fut.done():
                     fut.set_result(int(ends[tp]))
-        except BaseException as e:
-            err = KafkaUnavailable(f"cannot read the partitions' end offsets: {e!r}")
-            for fut in wanted.values():
-                if not fut.done():
-                    fut.set_exception(err)
-                    fut.exception()  # retrieved: a caller that went away leaves no warning
-            if not isinstance(e, (KafkaError, OSError, KeyError)):
-                raise
+        except asyncio.CancelledError:
+            self._fail(wanted, KafkaUnavailable("the replica is shutting down"))
+            raise
+        except Exception as e:  # noqa: BLE001 - every caller hears why, and the next request is tried
+            self._fail(wanted, KafkaUnavailable(f"cannot read the partitions' end offsets: {e!r}"))
         finally:
             self._running = None
-            if self._next:
+            if self._next and not self._stopping:
                 self._launch()
 
 

@@ -39,6 +39,11 @@ from service.wire import Record, decode
 log = logging.getLogger("fenced.projector")
 
 
+HOUSEKEEPING_S = 0.5
+"""How often a busy projector checks the partitions its fetches did not touch (regressed applied
+offsets, control records at a partition's end); an idle one checks at every empty fetch."""
+
+
 def caught_up_key(epoch: int) -> str:
     return f"fenced:caughtup:{epoch}"
 
@@ -97,6 +102,7 @@ class Projector:
             session_timeout_ms=6000, heartbeat_interval_ms=2000,
             max_partition_fetch_bytes=4 * 1024 * 1024, client_id="fenced-projector")
         self._started = time.monotonic()
+        self._checked_at = 0.0
 
     @property
     def discards(self) -> dict[str, int]:
@@ -181,12 +187,14 @@ class Projector:
     async def _step(self) -> None:
         batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
         try:
-            if not batch:
-                if await self.leases.epoch() != self.epoch:
-                    raise EpochChanged("the epoch moved while idle")
-                await self._check_not_regressed()
+            if not batch and await self.leases.epoch() != self.epoch:
+                raise EpochChanged("the epoch moved while idle")
             if batch:
                 await self.apply(batch)
+            if not batch or time.monotonic() - self._checked_at >= HOUSEKEEPING_S:
+                self._checked_at = time.monotonic()
+                await self._check_not_regressed()
+                await self._advance_past_control_records()
             await self._check_caught_up()
         except EpochChanged:
             await self._restart_epoch()
@@ -195,15 +203,30 @@ class Projector:
             await self.position(list(self.consumer.assignment()))
 
     async def _check_not_regressed(self) -> None:
-        """While idle, compare Redis's applied offsets with what this projector wrote: a failover
-        to a replica that missed writes takes them back, and readers wait on them (the log
-        barrier), so it is found now rather than at the next record."""
+        """Compare Redis's applied offsets with what this projector wrote (while idle, and at
+        least every HOUSEKEEPING_S): a failover to a replica that missed writes takes them
+        back, and readers wait on them (the log barrier), so it is found now rather than at the
+        partition's next record."""
         for topic in {tp.topic for tp in self.consumer.assignment()}:
             applied = await self.projection.applied(topic)
             for tp in self.consumer.assignment():
                 if tp.topic == topic and applied.get(tp.partition, -1) < self.base.get(tp, -1):
                     raise Regressed(f"{topic}/{tp.partition}: applied offset {applied.get(tp.partition, -1)} "
                                     f"in Redis, {self.base[tp]} written")
+
+    async def _advance_past_control_records(self) -> None:
+        """Move a partition's applied offset over records the rule never sees (transaction
+        markers of another producer, at the partition's end): the log barrier waits for the
+        applied offset to reach the log end, so it must count them as applied."""
+        parts = []
+        for tp in self.consumer.assignment():
+            last = await self.consumer.position(tp) - 1
+            if last > self.base.get(tp, -1):
+                parts.append(PartitionWrite(tp.topic, tp.partition, self.base.get(tp, -1), last, {}, {}))
+        if parts:
+            await self.projection.write_batch(self.epoch, parts)
+            for part in parts:
+                self.base[TopicPartition(part.topic, part.partition)] = part.last_offset
 
     async def _recover(self) -> None:
         if await self.leases.epoch() != self.epoch:

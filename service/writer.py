@@ -270,6 +270,10 @@ class Writer:
         except (FencedError, LeaseError, KafkaUnavailable, RedisError, OSError) as e:
             # before a batch is taken (the acquire) every queued command hears it, else the batch
             self._fail_all(batch or list(queue.commands), await self._answer_for(e))
+        except asyncio.CancelledError:  # the replica stops: the batch taken hears it too
+            self._fail_all(batch, OutcomeUnknown("the replica is shutting down: retry with the same "
+                                                 "Idempotency-Key", retry_after_s=1))
+            raise
 
     async def _answer_for(self, e: Exception) -> FencedError:
         """What the clients hear when Redis, Kafka or the lease fails under them."""
@@ -565,7 +569,11 @@ class Writer:
                 first = verdict.version - len(pl.records) + 1
                 answers.append((pl, self._body(pl.req, verdict.version, self._event_refs(pl, appended, first))))
             elif verdict.reason == "duplicate":
-                done = await self._already_applied(pl.req, await self.projection.load(decider, stream))
+                try:
+                    done = await self._already_applied(pl.req, await self.projection.load(decider, stream))
+                except InvalidInput as err:  # its key was used by another request: that one's answer
+                    p.fail(err)
+                    continue
                 if done is not None:
                     p.resolve(done)
                 else:

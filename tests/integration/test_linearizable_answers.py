@@ -192,3 +192,34 @@ async def test_reads_and_rejections_reflect_the_log_when_redis_goes_back_in_time
         await rt.stop()
     assert state.version == 2 and FOLDERS.destroyed(state.state)
     assert got == (410, "the folder was destroyed", 2), got
+
+
+async def test_a_read_is_answered_when_the_partition_ends_with_a_transaction_marker(stack: Stack) -> None:
+    """Another producer may write a command in a Kafka transaction (wire-format.md §5). Its commit
+    marker takes the partition's last offset, and the rule never sees it: the projector must
+    count it as applied, or the log barrier (applied offset >= log end - 1) waits for ever and
+    every read of the partition answers 503."""
+    from aiokafka import AIOKafkaProducer
+
+    from service.domain.folders import FOLDERS
+    from service.wire import encode_value, event_headers
+
+    rt = Runtime(stack.settings)
+    await rt.start()
+    rid = fid()
+    topic, partition = rt.settings.topic("folders"), rt.appender.partition(rid)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.settings.kafka_bootstrap,
+                                transactional_id=f"other-{uuid.uuid4().hex[:6]}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send(topic, encode_value({"name": "tx", "parent_id": None}), key=rid.encode(),
+                            partition=partition,
+                            headers=event_headers(source="/other", subject=rid, event_type="FolderCreated",
+                                                  version=1, token=1, command=new_command_id(), index=0, count=1))
+        await producer.commit_transaction()
+        state = await rt.barrier.state(FOLDERS, f"folders:{rid}", topic, partition, time.monotonic() + 8)
+    finally:
+        await producer.stop()
+        await rt.stop()
+    assert state.version == 1 and state.state["name"] == "tx"
