@@ -20,13 +20,15 @@ def _p99(values: list[float]) -> float | None:
 
 def summarize(run: ChaosRun) -> dict[str, Any]:
     h, res = run.history, run.result
-    ops = {k: sum(1 for o in h.ops if o.outcome == k) for k in ("ok", "fail", "unknown")}
+    commands = [o for o in h.ops if o.command != "Get"]  # availability and recovery are the writes'
+    ops = {k: sum(1 for o in commands if o.outcome == k) for k in ("ok", "fail", "unknown")}
+    reads = {k: sum(1 for o in h.ops if o.command == "Get" and o.outcome == k) for k in ("ok", "unknown")}
     per_fault: dict[str, Any] = {}
     for f in h.faults:
         end = f.end if f.end is not None else f.start
-        during = [o for o in h.ops if f.start <= o.invoke <= end]
+        during = [o for o in commands if f.start <= o.invoke <= end]
         ok = [o for o in during if o.outcome == "ok"]
-        after = [o.complete for o in h.ops if o.outcome == "ok" and o.complete is not None and o.complete >= end]
+        after = [o.complete for o in commands if o.outcome == "ok" and o.complete is not None and o.complete >= end]
         per_fault.setdefault(f.kind, []).append({
             "start_s": round(f.start, 2), "duration_s": round(end - f.start, 2), "detail": f.detail,
             "availability": round(len(ok) / len(during), 3) if during else None,
@@ -38,6 +40,7 @@ def summarize(run: ChaosRun) -> dict[str, Any]:
         "violation_examples": {p: v[:10] for p, v in res.violations.items() if v},
         "faults": run.fault_counts,
         "ops": ops,
+        "reads": reads,
         "records": res.records, "accepted": res.accepted, "discards": res.discards,
         "zombie_appends": {"injected": res.zombie_appends, "discarded": res.zombie_discarded},
         "unknown_later_accepted": res.unknown_accepted,
@@ -52,7 +55,8 @@ def markdown(s: dict[str, Any]) -> str:
              f"mode `{s['config']['ack_mode']}`, seed {s['config']['seed']}, {s['config']['duration']} s", "",
              "| property | violations |", "| --- | --- |"]
     lines += [f"| {p} | {n} |" for p, n in s["violations"].items()]
-    lines += ["", f"operations: {s['ops']}; records {s['records']}, accepted {s['accepted']}; discards {s['discards']}",
+    lines += ["", f"commands: {s['ops']}; reads: {s['reads']}; records {s['records']}, "
+                  f"accepted {s['accepted']}; discards {s['discards']}",
               f"zombie appends injected {s['zombie_appends']['injected']}, discarded "
               f"{s['zombie_appends']['discarded']}; unknown outcomes later found accepted: "
               f"{s['unknown_later_accepted']}; group commit at the end: {s['batching']}", "",
