@@ -19,6 +19,7 @@ from service.api.deps import Reader
 from service.api.limits import BodyLimit
 from service.api.routes import health, router
 from service.domain import folders  # noqa: F401 - registers the reference type
+from service.domain.plugins import install
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 
@@ -28,6 +29,7 @@ log = logging.getLogger("fenced")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_format)
+    install(settings.deciders, settings.types)  # each uvicorn worker imports the app: load them here too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

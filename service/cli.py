@@ -63,6 +63,11 @@ def main(argv: list[str] | None = None) -> None:
         settings = get_settings()
     except Exception as e:  # noqa: BLE001 - pydantic's message is the one line to show
         sys.exit(f"fenced: bad configuration: {e}")
+    from service.domain.plugins import PluginError, install
+    try:  # the same deciders for every command, and one line if a plugin is broken
+        install(settings.deciders, settings.types if args.cmd in ("serve", "projector", "verify") else ())
+    except PluginError as e:
+        sys.exit(f"fenced: {e}")
     from service import logs
     logs.configure(settings.log_level, settings.log_format if args.cmd in ("serve", "projector") else "text")
     for noisy in ("httpx", "aiokafka"):

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         "bench.compression). Readers decode every codec whatever this says."))
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     resource_types: str = Field("folders", description="Comma-separated resource types served.")
+    deciders: str = Field("", description=(
+        "Deciders of your own resource types, comma-separated module:attribute (a Decider or a list "
+        "of them, as uvicorn takes module:app), e.g. myapp.domain:ORDERS; packages can also declare "
+        "them as 'fenced.deciders' entry points."))
     source: str = Field("/fenced", description="CloudEvents ce_source of appended events.")
     lease_ttl_ms: int = Field(5000, ge=100, description=(
         "Lease time-to-live; a writer paused longer than this loses its lease."))
