@@ -30,7 +30,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 lint: venv
-	$(VENV)/bin/ruff check service locks devstack tests
+	$(VENV)/bin/ruff check service locks devstack tests examples
 	$(VENV)/bin/mypy
 
 verify: venv
