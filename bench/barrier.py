@@ -23,16 +23,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.fairness import pct
 from devstack.stack import Stack, servers
 from service.domain.folders import FOLDERS
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.writer import Request, new_command_id
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def create(rt: Runtime, rid: str) -> None:

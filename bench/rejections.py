@@ -29,6 +29,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
+from bench.fairness import pct
 from devstack.stack import Stack, servers
 from service.errors import FencedError
 from service.runtime import Runtime
@@ -36,11 +37,6 @@ from service.writer import Request, new_command_id
 
 WAYS = {"early": {"unsafe_early_rejections": True, "fault_injection": True},
         "held": {}, "leased": {"ack_mode": "leased"}}
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def _send(rt: Runtime, rid: str, name: str, data: dict[str, str], expected: int | None = None) -> tuple[
