@@ -29,7 +29,7 @@ log = logging.getLogger("fenced")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     logs.configure(settings.log_level, settings.log_format)
-    install(settings.deciders, settings.types)  # each uvicorn worker imports the app: load them here too
+    install(settings.deciders, settings.types, settings.open)  # each uvicorn worker imports the app too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

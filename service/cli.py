@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"fenced: bad configuration: {e}")
     from service.domain.plugins import PluginError, install
     try:  # the same deciders for every command, and one line if a plugin is broken
-        install(settings.deciders, settings.types if args.cmd in ("serve", "projector", "verify") else ())
+        install(settings.deciders, settings.types if args.cmd in ("serve", "projector", "verify") else (),
+                settings.open)
     except PluginError as e:
         sys.exit(f"fenced: {e}")
     from service import logs

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         "bench.compression). Readers decode every codec whatever this says."))
     replication_factor: int = Field(1, ge=1, description="Replication factor of created topics.")
     resource_types: str = Field("folders", description="Comma-separated resource types served.")
+    open_types: str = Field("", description=(
+        "Comma-separated open resource types, served too: the client decides their events and appends "
+        "them (POST /v1/{type}/{id}/events) with an expected version; they need no decider."))
     deciders: str = Field("", description=(
         "Deciders of your own resource types, comma-separated module:attribute (a Decider or a list "
         "of them, as uvicorn takes module:app), e.g. myapp.domain:ORDERS; packages can also declare "
@@ -87,7 +90,13 @@ class Settings(BaseSettings):
 
     @property
     def types(self) -> tuple[str, ...]:
-        return tuple(t.strip() for t in self.resource_types.split(",") if t.strip())
+        """Every type served: the decided ones, then the open ones."""
+        names = [t.strip() for t in f"{self.resource_types},{self.open_types}".split(",") if t.strip()]
+        return tuple(dict.fromkeys(names))
+
+    @property
+    def open(self) -> tuple[str, ...]:
+        return tuple(t.strip() for t in self.open_types.split(",") if t.strip())
 
     def topic(self, resource_type: str) -> str:
         return f"{self.topic_prefix}{resource_type}"

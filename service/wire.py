@@ -92,6 +92,8 @@ class NewEvent:
 
     type: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    id: str | None = None
+    """``ce_id`` of the event (the client's, for an open stream); None: a new UUID."""
 
 
 def now_rfc3339() -> str:

@@ -46,6 +46,7 @@ from locks.leases import WAKE_PREFIX, Held
 from service import domain
 from service.barrier import Barrier
 from service.domain import Command, Decider, InvalidEvent, Rejection
+from service.domain.open import expectation_fails
 from service.epochs import Epochs
 from service.errors import (
     BY_STATUS,
@@ -73,7 +74,8 @@ class Request:
     resource_id: str
     name: str
     data: Mapping[str, Any]
-    expected_version: int | None
+    expected_version: int | str | None
+    """An exact version, or (open streams) ``any``, ``no_stream`` or ``exists``; None: any."""
     command_id: str
     fault: str | None = None
     """A fault to inject (honoured only with FENCED_FAULT_INJECTION=true)."""
@@ -357,9 +359,8 @@ class Writer:
             answer: Body | FencedError
             try:
                 events = decider.decide(Command(req.name, req.data), state.state)
-                if req.expected_version is not None and req.expected_version != state.version:
-                    raise Conflict(f"expected version {req.expected_version}, the resource is at "
-                                   f"{state.version}", current_version=state.version)
+                if (mismatch := expectation_fails(req.expected_version, state.version)) is not None:
+                    raise Conflict(mismatch, current_version=state.version)
                 evolved = state.state
                 for ev in events:
                     evolved = decider.evolve(evolved, ev.type, ev.data)
@@ -380,7 +381,7 @@ class Writer:
                         (encode_value(e.data),
                          event_headers(source=self.settings.source, subject=rid, event_type=e.type,
                                        version=state.version + 1 + i, token=lease.token, command=req.command_id,
-                                       index=i, count=len(events), fingerprint=req.fingerprint,
+                                       index=i, count=len(events), event_id=e.id, fingerprint=req.fingerprint,
                                        extra=req.trace_headers()))
                         for i, e in enumerate(events)]
                     planned.append(_Planned(p, recs, state.version + 1, len(records)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -29,6 +30,17 @@ def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
+def allowed(app: FastAPI, path: str) -> set[str]:
+    """Every method the API declares for ``path`` (from its OpenAPI paths, compiled once)."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allowed_methods", None)
+    if table is None:
+        table = [(re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)) + "$"),
+                  {m.upper() for m in item})
+                 for template, item in app.openapi().get("paths", {}).items()]
+        app.state.allowed_methods = table
+    return {m for pattern, methods in table if pattern.match(path) for m in methods}
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(FencedError)
     async def fenced_error(request: Request, exc: FencedError) -> JSONResponse:
@@ -46,6 +58,10 @@ def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         response = problem(exc.status_code, "HTTP error", str(exc.detail))
         response.headers.update(exc.headers or {})  # e.g. the Allow of a 405 (RFC 9110)
+        if exc.status_code == 405:  # Starlette names the first route of the path only; a path may have several
+            methods = allowed(app, request.url.path)
+            if methods:
+                response.headers["Allow"] = ", ".join(sorted(methods))
         return response
 
     @app.exception_handler(Exception)

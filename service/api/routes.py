@@ -7,18 +7,20 @@ import json
 import math
 import re
 import time
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from locks import META_KEY
 from service import domain, logs, wire
 from service.api.deps import MetricsReader, Reader, RuntimeDep, Writer
 from service.auth import Principal
+from service.domain.open import APPEND, is_open
 from service.errors import InvalidInput, NotFound
 from service.rule import StreamState
 from service.writer import Request as WriteRequest
@@ -37,6 +39,31 @@ class CommandIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict, description="The command's arguments.")
     expected_version: int | None = Field(default=None, ge=0, description="Refuse (409) unless the "
                                          "resource is at this version.")
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: str = Field(min_length=1, max_length=200, description="The event's type (its ce_type).")
+    data: dict[str, Any] = Field(default_factory=dict, description="The event's data: a JSON object.")
+    id: str | None = Field(default=None, min_length=1, max_length=200,
+                           description="The event's ce_id (default: a new UUID).")
+
+    @field_validator("type", "id")
+    @classmethod
+    def _text(cls, v: str | None) -> str | None:
+        if v is not None and (wire.non_json(v) is not None or not v.isprintable()):
+            raise ValueError("must be printable text (no control characters, no lone surrogates)")
+        if v == wire.FENCE_TYPE:
+            raise ValueError(f"{wire.FENCE_TYPE!r} is reserved for fence records")
+        return v
+
+
+class AppendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    events: list[EventIn] = Field(min_length=1, description="The events, appended together or not at all.")
+    expected_version: Annotated[int, Field(ge=0)] | Literal["any", "no_stream", "exists"] = Field(
+        "any", description="Refuse (409) unless the stream is at this version; no_stream: it has no event; "
+        "exists: it has one at least; any: no check.")
 
 
 class EventRef(BaseModel):
@@ -124,10 +151,10 @@ def _number_literal(text: str) -> float | _Literal:
     return _Literal(text) if math.isinf(f) else f
 
 
-def _sent_as(raw: bytes, path: list[str | int]) -> str | None:
-    """The literal the body holds at ``data`` / ``path``, if it is a number that is not finite."""
+def _sent_as(raw: bytes, path: Sequence[str | int]) -> str | None:
+    """The literal the body holds at ``path``, if it is a number that is not finite."""
     try:
-        v: Any = json.loads(raw, parse_float=_number_literal, parse_constant=_Literal)["data"]
+        v: Any = json.loads(raw, parse_float=_number_literal, parse_constant=_Literal)
         for step in path:
             v = v[step]
     except (ValueError, LookupError, TypeError):
@@ -135,7 +162,7 @@ def _sent_as(raw: bytes, path: list[str | int]) -> str | None:
     return v if isinstance(v, _Literal) else None
 
 
-async def refuse_non_json(request: Request, data: dict[str, Any]) -> None:
+async def refuse_non_json(request: Request, data: dict[str, Any], where: tuple[str | int, ...] = ("data",)) -> None:
     """422 for data the log could not keep as JSON (wire-format.md §3): ``NaN``, ``Infinity``,
     numbers beyond a double (``1E400``), lone surrogates. Python's parser takes them, so the
     API would otherwise append them and answer ``null`` (or fail) where the log holds them."""
@@ -147,11 +174,11 @@ async def refuse_non_json(request: Request, data: dict[str, Any]) -> None:
     for step in path:
         v = v[step]
     if isinstance(v, float) and math.isinf(v):
-        sent = _sent_as(await request.body(), path) or ("Infinity" if v > 0 else "-Infinity")
+        sent = _sent_as(await request.body(), [*where, *path]) or ("Infinity" if v > 0 else "-Infinity")
         msg = f"{sent} is not a JSON number the log can keep: numbers must be finite IEEE 754 doubles"
     # a member name with a lone surrogate has no UTF-8 form: the answer names it escaped
     loc = [json.dumps(p)[1:-1] if isinstance(p, str) and not p.isascii() and wire.non_json(p) else p for p in path]
-    raise RequestValidationError([{"type": "value_error", "loc": ("body", "data", *loc), "msg": msg,
+    raise RequestValidationError([{"type": "value_error", "loc": ("body", *where, *loc), "msg": msg,
                                    "input": None}])
 
 
@@ -174,7 +201,9 @@ async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePat
                        body: CommandIn, request: Request, idempotency_key: Annotated[str | None, Header()] = None,
                        x_fenced_fault: Annotated[str | None, Header(include_in_schema=False)] = None,
                        ) -> dict[str, Any]:
-    _check(rt, resource_type, resource_id)
+    if is_open(_check(rt, resource_type, resource_id)):
+        raise InvalidInput(f"{resource_type} is an open type: append events at "
+                           f"/v1/{resource_type}/{{id}}/events")
     if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
         raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
     if json_depth_exceeds(body.data, rt.settings.max_json_depth - 1):
@@ -184,6 +213,32 @@ async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePat
     ctx = logs.current.get()
     req = WriteRequest(resource_type, stream_id(principal, resource_id), body.name, body.data,
                        body.expected_version, idempotency_key or new_command_id(), x_fenced_fault,
+                       request_id=ctx.request_id if ctx else None, traceparent=ctx.traceparent if ctx else None)
+    return await rt.writer.execute(req)
+
+
+@router.post("/{resource_type}/{resource_id}/events", status_code=201, response_model=CommandOut,
+             responses={**BAD_BODY, **ERRORS})
+async def append_events(rt: RuntimeDep, principal: Writer, resource_type: TypePath, resource_id: IdPath,
+                        body: AppendIn, request: Request, idempotency_key: Annotated[str | None, Header()] = None,
+                        x_fenced_fault: Annotated[str | None, Header(include_in_schema=False)] = None,
+                        ) -> dict[str, Any]:
+    """Append events the client decided to an open stream, atomically, if the stream is at the
+    expected version (409 with ``current_version`` if not)."""
+    if not is_open(_check(rt, resource_type, resource_id)):
+        raise InvalidInput(f"{resource_type} is a decided type: send commands to "
+                           f"/v1/{resource_type}/{{id}}/commands")
+    if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
+        raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
+    for i, e in enumerate(body.events):
+        if json_depth_exceeds(e.data, rt.settings.max_json_depth - 1):
+            raise InvalidInput(f"the data of event {i} nests deeper than {rt.settings.max_json_depth} levels "
+                               "(FENCED_MAX_JSON_DEPTH)")
+        await refuse_non_json(request, e.data, ("events", i, "data"))
+    ctx = logs.current.get()
+    data = {"events": [e.model_dump(exclude_none=True) for e in body.events]}
+    req = WriteRequest(resource_type, stream_id(principal, resource_id), APPEND, data, body.expected_version,
+                       idempotency_key or new_command_id(), x_fenced_fault,
                        request_id=ctx.request_id if ctx else None, traceparent=ctx.traceparent if ctx else None)
     return await rt.writer.execute(req)
 

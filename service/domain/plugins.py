@@ -25,6 +25,7 @@ from importlib.metadata import entry_points
 
 from service import domain
 from service.domain import Decider
+from service.domain.open import open_decider
 
 ENTRY_POINT_GROUP = "fenced.deciders"
 
@@ -72,13 +73,20 @@ def discovered(spec: str) -> list[tuple[Decider, str]]:
 _ORIGINS: dict[str, str] = {}
 
 
-def install(spec: str, types: Iterable[str] = ()) -> None:
-    """Register the plugins' deciders, then check that every type in ``types`` has one.
+_OPEN: dict[str, Decider] = {}
+
+
+def install(spec: str, types: Iterable[str] = (), open_types: Iterable[str] = ()) -> None:
+    """Register the plugins' deciders and the open types' (FENCED_OPEN_TYPES), then check that
+    every type in ``types`` has one.
 
     Installing the same decider object again is harmless (a test session builds many apps); a
     type name declared by two different deciders is an error.
     """
-    for decider, origin in discovered(spec):
+    found = discovered(spec)
+    for t in open_types:
+        found.append((_OPEN.setdefault(t, open_decider(t)), "FENCED_OPEN_TYPES"))
+    for decider, origin in found:
         known = domain.get(decider.type)
         if known is not None and known is not decider:
             first = _ORIGINS.get(decider.type, "fenced itself")
