@@ -102,6 +102,9 @@ class HistoryOut(BaseModel):
     id: str
     events: list[HistoryEvent]
     next_from_version: int | None
+    """Oldest first: the next page's ``from_version`` (None: no more)."""
+    next_to_version: int | None = None
+    """Newest first (``order=desc``): the next page's ``to_version`` (None: no more)."""
 
 
 def _check(rt: RuntimeDep, resource_type: str, resource_id: str) -> domain.Decider:
@@ -257,17 +260,28 @@ async def get_resource(rt: RuntimeDep, principal: Reader, resource_type: TypePat
 
 @router.get("/{resource_type}/{resource_id}/events", response_model=HistoryOut, responses=ERRORS)
 async def get_events(rt: RuntimeDep, principal: Reader, resource_type: TypePath, resource_id: IdPath,
-                     from_version: Annotated[int, Query(ge=1)] = 1,
+                     from_version: Annotated[int, Query(ge=1, description="The lowest version to list.")] = 1,
+                     to_version: Annotated[int | None, Query(ge=1, description="The highest version to list "
+                                                             "(default: the stream's).")] = None,
+                     order: Annotated[Literal["asc", "desc"], Query(description="asc: oldest first; desc: "
+                                                                    "newest first.")] = "asc",
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     decider = _check(rt, resource_type, resource_id)
     stream = f"{resource_type}:{stream_id(principal, resource_id)}"
     st = await _read(rt, decider, resource_type, stream_id(principal, resource_id))
     if st.version == 0:
         raise NotFound(f"{resource_type} {resource_id!r} does not exist")
-    upto = min(st.version, from_version + limit - 1)
-    events = await rt.projection.events(stream, from_version, max(upto - from_version + 1, 0))
-    nxt = upto + 1 if upto < st.version else None
-    return {"type": resource_type, "id": resource_id, "events": events, "next_from_version": nxt}
+    top = st.version if to_version is None else min(to_version, st.version)
+    if order == "asc":
+        low, high = from_version, min(top, from_version + limit - 1)
+    else:
+        low, high = max(from_version, top - limit + 1), top
+    events = await rt.projection.events(stream, low, max(high - low + 1, 0))
+    if order == "desc":
+        events.reverse()
+    return {"type": resource_type, "id": resource_id, "events": events,
+            "next_from_version": high + 1 if order == "asc" and high < top else None,
+            "next_to_version": low - 1 if order == "desc" and low > from_version else None}
 
 
 @health.get("/metrics", include_in_schema=False)

@@ -127,3 +127,23 @@ def test_idempotency_key_and_bad_input(open_stack: Stack) -> None:
     ("exists", 0, True), ("exists", 2, False), (2, 2, False), (2, 3, True), (0, 0, False)])
 def test_expectations(expected: Any, version: int, fails: bool) -> None:
     assert (expectation_fails(expected, version) is not None) == fails
+
+
+def test_history_reads_forwards_backwards_and_in_ranges(open_stack: Stack) -> None:
+    """What pyeventsourcing's select_events(gt, lte, desc, limit) needs of the history route."""
+    url, s = open_stack.urls[0], sid()
+    assert append(url, s, [{"type": f"E{i}"} for i in range(1, 8)], "no_stream").status_code == 201
+
+    def page(**params: Any) -> tuple[list[int], int | None, int | None]:
+        body = httpx.get(f"{url}/v1/ledger/{s}/events", params=params, timeout=20).json()
+        return [e["version"] for e in body["events"]], body["next_from_version"], body["next_to_version"]
+
+    assert page() == ([1, 2, 3, 4, 5, 6, 7], None, None)
+    assert page(limit=3) == ([1, 2, 3], 4, None)
+    assert page(from_version=3, to_version=5) == ([3, 4, 5], None, None)
+    assert page(order="desc") == ([7, 6, 5, 4, 3, 2, 1], None, None)
+    assert page(order="desc", limit=3) == ([7, 6, 5], None, 4)
+    assert page(order="desc", to_version=4, limit=3) == ([4, 3, 2], None, 1)
+    assert page(order="desc", from_version=3, to_version=9, limit=10) == ([7, 6, 5, 4, 3], None, None)
+    assert page(from_version=6, to_version=2) == ([], None, None)
+    assert httpx.get(f"{url}/v1/ledger/{s}/events", params={"order": "sideways"}, timeout=20).status_code == 422
