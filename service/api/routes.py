@@ -23,6 +23,7 @@ from service.auth import Principal
 from service.domain.open import APPEND, is_open
 from service.errors import InvalidInput, NotFound
 from service.rule import StreamState
+from service.runtime import Runtime
 from service.writer import Request as WriteRequest
 from service.writer import new_command_id
 
@@ -198,6 +199,25 @@ BAD_BODY: dict[int | str, dict[str, Any]] = {
     400: {"description": "Body cannot be decoded", "content": {"application/problem+json": {}}}}
 
 
+async def _write(rt: Runtime, principal: Principal, request: Request, resource_type: str, resource_id: str,
+                 name: str, data: dict[str, Any], expected_version: int | str | None, idempotency_key: str | None,
+                 fault: str | None, values: Sequence[tuple[dict[str, Any], tuple[str | int, ...]]]) -> dict[str, Any]:
+    """What the write routes share: the Idempotency-Key's form, the limits of each JSON value of
+    the body (named by its place in it), and the writer."""
+    if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
+        raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
+    for value, where in values:
+        if json_depth_exceeds(value, rt.settings.max_json_depth - 1):
+            raise InvalidInput(f"'{'.'.join(map(str, where))}' nests deeper than {rt.settings.max_json_depth} "
+                               "levels (FENCED_MAX_JSON_DEPTH)")
+        await refuse_non_json(request, value, where)
+    ctx = logs.current.get()
+    req = WriteRequest(resource_type, stream_id(principal, resource_id), name, data, expected_version,
+                       idempotency_key or new_command_id(), fault,
+                       request_id=ctx.request_id if ctx else None, traceparent=ctx.traceparent if ctx else None)
+    return await rt.writer.execute(req)
+
+
 @router.post("/{resource_type}/{resource_id}/commands", status_code=201, response_model=CommandOut,
              responses={**BAD_BODY, **ERRORS})
 async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePath, resource_id: IdPath,
@@ -207,17 +227,8 @@ async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePat
     if is_open(_check(rt, resource_type, resource_id)):
         raise InvalidInput(f"{resource_type} is an open type: append events at "
                            f"/v1/{resource_type}/{{id}}/events")
-    if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
-        raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
-    if json_depth_exceeds(body.data, rt.settings.max_json_depth - 1):
-        raise InvalidInput(f"'data' nests deeper than {rt.settings.max_json_depth} levels "
-                           "(FENCED_MAX_JSON_DEPTH)")
-    await refuse_non_json(request, body.data)
-    ctx = logs.current.get()
-    req = WriteRequest(resource_type, stream_id(principal, resource_id), body.name, body.data,
-                       body.expected_version, idempotency_key or new_command_id(), x_fenced_fault,
-                       request_id=ctx.request_id if ctx else None, traceparent=ctx.traceparent if ctx else None)
-    return await rt.writer.execute(req)
+    return await _write(rt, principal, request, resource_type, resource_id, body.name, body.data,
+                        body.expected_version, idempotency_key, x_fenced_fault, [(body.data, ("data",))])
 
 
 @router.post("/{resource_type}/{resource_id}/events", status_code=201, response_model=CommandOut,
@@ -231,19 +242,10 @@ async def append_events(rt: RuntimeDep, principal: Writer, resource_type: TypePa
     if not is_open(_check(rt, resource_type, resource_id)):
         raise InvalidInput(f"{resource_type} is a decided type: send commands to "
                            f"/v1/{resource_type}/{{id}}/commands")
-    if idempotency_key is not None and not KEY_CHARS.match(idempotency_key):
-        raise InvalidInput("Idempotency-Key must be 1 to 200 visible ASCII characters")
-    for i, e in enumerate(body.events):
-        if json_depth_exceeds(e.data, rt.settings.max_json_depth - 1):
-            raise InvalidInput(f"the data of event {i} nests deeper than {rt.settings.max_json_depth} levels "
-                               "(FENCED_MAX_JSON_DEPTH)")
-        await refuse_non_json(request, e.data, ("events", i, "data"))
-    ctx = logs.current.get()
     data = {"events": [e.model_dump(exclude_none=True) for e in body.events]}
-    req = WriteRequest(resource_type, stream_id(principal, resource_id), APPEND, data, body.expected_version,
-                       idempotency_key or new_command_id(), x_fenced_fault,
-                       request_id=ctx.request_id if ctx else None, traceparent=ctx.traceparent if ctx else None)
-    return await rt.writer.execute(req)
+    return await _write(rt, principal, request, resource_type, resource_id, APPEND, data, body.expected_version,
+                        idempotency_key, x_fenced_fault,
+                        [(e.data, ("events", n, "data")) for n, e in enumerate(body.events)])
 
 
 @router.get("/{resource_type}/{resource_id}", response_model=ResourceOut, responses=ERRORS)
