@@ -16,31 +16,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
 
-from bench.fairness import pct
-from devstack.stack import Stack, servers
+from bench.common import first_write, pct, private_stack
+from devstack.stack import Stack
 from service.domain.folders import FOLDERS
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.writer import Request, new_command_id
-
-
-async def create(rt: Runtime, rid: str) -> None:
-    until = time.monotonic() + 60
-    while True:  # the projector may still be joining its group
-        try:
-            await rt.writer.execute(Request("folders", rid, "Create", {"name": "x"}, None, new_command_id()))
-            return
-        except FencedError:
-            if time.monotonic() > until:
-                raise
-            await asyncio.sleep(0.5)
 
 
 async def measure(rt: Runtime, way: str, folders: list[str], seconds: float, writers: int) -> tuple[
@@ -80,7 +64,7 @@ async def run(stack: Stack, seconds: float, readers: int, writers: int, rounds: 
     try:
         folders = [f"read-{new_command_id()[:6]}-{i}" for i in range(readers)]
         for f in folders:
-            await create(rt, f)
+            await first_write(rt, Request("folders", f, "Create", {"name": "x"}, None, new_command_id()))
         await measure(rt, "barrier", folders, 1, 0)  # warm-up
         for load, w in (("idle topic", 0), (f"{writers} writers on other folders", writers)):
             got: dict[str, list[float]] = {"plain": [], "barrier": []}
@@ -112,17 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--writers", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="fenced-barrier-"))
-    try:
-        with ExitStack() as cleanup:
-            kafka, redis_server = cleanup.enter_context(servers(root))
-            stack = Stack(root / "stacks", kafka, redis_server, replicas=0, extra_env={"FENCED_PARTITIONS": "12"})
-            cleanup.callback(stack.stop)
-            stack.start()
-            asyncio.run(run(stack, args.seconds, args.readers, args.writers, args.rounds))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
+    with private_stack("barrier", {"FENCED_PARTITIONS": "12"}) as stack:
+        asyncio.run(run(stack, args.seconds, args.readers, args.writers, args.rounds))
 
 if __name__ == "__main__":
     main()

@@ -20,22 +20,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
 
-from devstack.stack import Stack, servers
+from bench.common import first_write, pct, private_stack
+from devstack.stack import Stack
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.writer import Request, new_command_id
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clients_b: int,
@@ -53,15 +45,7 @@ async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clie
     a_batches_per_b_wait: list[int] = []
     failed: dict[str, int] = {"A": 0, "B": 0}
     try:
-        until = time.monotonic() + 60
-        while True:  # the projector may still be joining its group: Unavailable until it is ready
-            try:
-                await a.writer.execute(Request("folders", folder, "Create", {"name": "hot"}, None, new_command_id()))
-                break
-            except FencedError:
-                if time.monotonic() > until:
-                    raise
-                await asyncio.sleep(0.5)
+        await first_write(a, Request("folders", folder, "Create", {"name": "hot"}, None, new_command_id()))
         stop = time.monotonic() + seconds
 
         async def client(rt: Runtime, name: str, i: int) -> None:
@@ -110,21 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--a", type=int, default=56, help="clients on replica A")
     ap.add_argument("--b", type=int, default=8, help="clients on replica B")
     args = ap.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="fenced-fairness-"))
-    try:
-        with ExitStack() as cleanup:
-            kafka, redis_server = cleanup.enter_context(servers(root))
-            stack = Stack(root / "stacks", kafka, redis_server, replicas=0,
-                          extra_env={"FENCED_PARTITIONS": "12", "FENCED_LEASE_TTL_MS": "5000"})
-            cleanup.callback(stack.stop)
-            stack.start()
-            asyncio.run(run(stack, 64, 3, args.a, args.b, quiet=True))  # warm-up: the broker's JIT, connections
-            for batch_max in (int(x) for x in args.batch_max.split(",")):
-                print(f"FENCED_BATCH_MAX={batch_max}, one folder, {args.seconds:.0f} s:", flush=True)
-                asyncio.run(run(stack, batch_max, args.seconds, args.a, args.b))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
+    with private_stack("fairness", {"FENCED_PARTITIONS": "12", "FENCED_LEASE_TTL_MS": "5000"}) as stack:
+        asyncio.run(run(stack, 64, 3, args.a, args.b, quiet=True))  # warm-up: the broker's JIT, connections
+        for batch_max in (int(x) for x in args.batch_max.split(",")):
+            print(f"FENCED_BATCH_MAX={batch_max}, one folder, {args.seconds:.0f} s:", flush=True)
+            asyncio.run(run(stack, batch_max, args.seconds, args.a, args.b))
 
 if __name__ == "__main__":
     main()

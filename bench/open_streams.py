@@ -13,15 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
 
-from bench.fairness import pct
-from devstack.stack import Stack, servers
+from bench.common import first_write, pct, private_stack
+from devstack.stack import Stack
 from service.domain.open import APPEND
 from service.domain.plugins import install
 from service.errors import FencedError
@@ -61,15 +57,7 @@ async def run(stack: Stack, seconds: float, rounds: int, tasks: int) -> None:
     rt = Runtime(stack.settings)
     await rt.start()
     try:
-        until = time.monotonic() + 60
-        while True:  # the projector may still be joining its group
-            try:
-                await rt.writer.execute(request("commands", f"warm-{new_command_id()[:6]}"))
-                break
-            except FencedError:
-                if time.monotonic() > until:
-                    raise
-                await asyncio.sleep(0.5)
+        await first_write(rt, request("commands", f"warm-{new_command_id()[:6]}"))
         got: dict[str, list[float]] = {"commands": [], "appends": []}
         for r in range(rounds):
             for way in got:
@@ -91,18 +79,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--tasks", type=int, default=64)
     args = ap.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="fenced-open-"))
-    try:
-        with ExitStack() as cleanup:
-            kafka, redis_server = cleanup.enter_context(servers(root))
-            stack = Stack(root / "stacks", kafka, redis_server, replicas=0,
-                          extra_env={"FENCED_PARTITIONS": "12", "FENCED_OPEN_TYPES": "ledger"})
-            cleanup.callback(stack.stop)
-            stack.start()
-            asyncio.run(run(stack, args.seconds, args.rounds, args.tasks))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
+    with private_stack("open", {"FENCED_PARTITIONS": "12", "FENCED_OPEN_TYPES": "ledger"}) as stack:
+        asyncio.run(run(stack, args.seconds, args.rounds, args.tasks))
 
 if __name__ == "__main__":
     main()

@@ -22,15 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
-import tempfile
 import time
-from contextlib import ExitStack
-from pathlib import Path
 
-from bench.fairness import pct
-from devstack.stack import Stack, servers
+from bench.common import first_write, pct, private_stack
+from devstack.stack import Stack
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.writer import Request, new_command_id
@@ -57,11 +53,7 @@ async def one(stack: Stack, way: str, load: str, seconds: float, clients: int) -
     try:
         folders = [f"{load}-{tag}-{i}" for i in range(1 if load == "batched" else clients)]
         for f in folders:
-            until = time.monotonic() + 60
-            while not (await _send(rt, f, "Create", {"name": "x"}))[0]:  # the projector may still be joining
-                if time.monotonic() > until:
-                    raise RuntimeError("the stack never accepted a write")
-                await asyncio.sleep(0.5)
+            await first_write(rt, Request("folders", f, "Create", {"name": "x"}, None, new_command_id()))
         stop = time.monotonic() + seconds
         version = {f: 1 for f in folders}
 
@@ -90,38 +82,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="fenced-rejections-"))
-    try:
-        with ExitStack() as cleanup:
-            kafka, redis_server = cleanup.enter_context(servers(root))
-            stack = Stack(root / "stacks", kafka, redis_server, replicas=0,
-                          extra_env={"FENCED_PARTITIONS": "12"})
-            cleanup.callback(stack.stop)
-            stack.start()
-            asyncio.run(one(stack, "held", "batched", 2, args.clients))  # warm-up
-            for load in ("batched", "alone"):
-                got: dict[str, dict[str, list[float]]] = {w: {"rejected": [], "accepted": []} for w in WAYS}
-                for _ in range(args.rounds):
-                    for way in WAYS:
-                        r = asyncio.run(one(stack, way, load, args.seconds, args.clients))
-                        for k, v in r.items():
-                            got[way][k] += v
-                print(f"{load}: {args.clients} clients, {args.rounds} x {args.seconds:.0f} s per way", flush=True)
-                for way, r in got.items():
-                    line = []
-                    for k in ("rejected", "accepted"):
-                        if r[k]:
-                            line.append(f"{k} {len(r[k])}: p50 {1000 * statistics.median(r[k]):.1f} ms, "
-                                        f"p99 {1000 * pct(r[k], 0.99):.1f} ms")
-                    print(f"  {way:7s} " + "; ".join(line))
-                base = got["early"]["rejected"]
-                for way in ("held", "leased"):
-                    mine = got[way]["rejected"]
-                    if base and mine:
-                        p50 = statistics.median(mine) / statistics.median(base)
-                        print(f"  rejections {way} / early: p50 {p50:.2f}, p99 {pct(mine, 0.99) / pct(base, 0.99):.2f}")
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with private_stack("rejections", {"FENCED_PARTITIONS": "12"}) as stack:
+        asyncio.run(one(stack, "held", "batched", 2, args.clients))  # warm-up
+        for load in ("batched", "alone"):
+            got: dict[str, dict[str, list[float]]] = {w: {"rejected": [], "accepted": []} for w in WAYS}
+            for _ in range(args.rounds):
+                for way in WAYS:
+                    r = asyncio.run(one(stack, way, load, args.seconds, args.clients))
+                    for k, v in r.items():
+                        got[way][k] += v
+            print(f"{load}: {args.clients} clients, {args.rounds} x {args.seconds:.0f} s per way", flush=True)
+            for way, r in got.items():
+                line = []
+                for k in ("rejected", "accepted"):
+                    if r[k]:
+                        line.append(f"{k} {len(r[k])}: p50 {1000 * statistics.median(r[k]):.1f} ms, "
+                                    f"p99 {1000 * pct(r[k], 0.99):.1f} ms")
+                print(f"  {way:7s} " + "; ".join(line))
+            base = got["early"]["rejected"]
+            for way in ("held", "leased"):
+                mine = got[way]["rejected"]
+                if base and mine:
+                    p50 = statistics.median(mine) / statistics.median(base)
+                    print(f"  rejections {way} / early: p50 {p50:.2f}, p99 {pct(mine, 0.99) / pct(base, 0.99):.2f}")
 
 
 if __name__ == "__main__":
