@@ -9,7 +9,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY . .
-RUN pip install . \
+RUN pip install ./sdk . \
  && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin fenced
 
 USER fenced

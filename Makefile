@@ -7,10 +7,10 @@ PY     := $(VENV)/bin/python
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml sdk/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./sdk -e '.[dev]'
 	touch $@
 
 up: venv
@@ -30,7 +30,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 lint: venv
-	$(VENV)/bin/ruff check service locks devstack tests examples
+	$(VENV)/bin/ruff check service locks devstack chaos sdk tests examples bench loadtests conformance
 	$(VENV)/bin/mypy
 
 verify: venv

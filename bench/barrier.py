@@ -21,10 +21,10 @@ import time
 
 from bench.common import first_write, pct, private_stack
 from devstack.stack import Stack
-from service.domain.folders import FOLDERS
+from fenced_client.domain.folders import FOLDERS
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 
 async def measure(rt: Runtime, way: str, folders: list[str], seconds: float, writers: int) -> tuple[

@@ -14,7 +14,7 @@ from typing import Any
 from devstack.stack import Stack, servers
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request
+from service.write.writer import Request
 
 
 def pct(values: list[float], q: float) -> float:

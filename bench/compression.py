@@ -3,11 +3,11 @@
 Starts its own Kafka broker (and a redis-server it does not use) on free ports, then for
 each codec (none, gzip, snappy, lz4, zstd) appends realistic event records (a FolderCreated
 value and the writer's CloudEvents headers, one event per append) through
-``service.kafka.Appender`` (``acks=all``, idempotent, the writer's batching of concurrent
+``service.infra.kafka.Appender`` (``acks=all``, idempotent, the writer's batching of concurrent
 appends per partition) from many tasks for a few seconds, in rounds that rotate the order of
 the codecs (the machine is noisy: compare within one run). Each codec writes its own topic,
 so it also prints the bytes the broker stores per append and how fast
-``sdk.batches.BatchSafeConsumer`` (what every reader uses) reads the topic back from offset
+``fenced_client.batches.BatchSafeConsumer`` (what every reader uses) reads the topic back from offset
 0. Ratios are against ``none`` measured in the same run.
 
     python -m bench.compression [--seconds 5] [--rounds 3] [--tasks 64] [--partitions 12]
@@ -31,9 +31,9 @@ from aiokafka import TopicPartition
 
 from devstack import KafkaBroker
 from devstack.stack import servers
-from sdk.batches import BatchSafeConsumer
-from service import wire
-from service.kafka import Appender, ensure_topics
+from fenced_client import wire
+from fenced_client.batches import BatchSafeConsumer
+from service.infra.kafka import Appender, ensure_topics
 from service.settings import Settings
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")

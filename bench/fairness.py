@@ -27,7 +27,7 @@ from bench.common import first_write, pct, private_stack
 from devstack.stack import Stack
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 
 async def run(stack: Stack, batch_max: int, seconds: float, clients_a: int, clients_b: int,

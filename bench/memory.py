@@ -49,11 +49,11 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from devstack.stack import Stack, servers
-from service.domain import folders  # noqa: F401 - registers the reference type
+from fenced_client.domain import folders  # noqa: F401 - registers the reference type
+from fenced_client.rule import RECENT_WINDOW
 from service.errors import FencedError
-from service.projection import VERDICT_TTL_S, applied_key
-from service.rule import RECENT_WINDOW
-from service.writer import Request, new_command_id
+from service.read.projection import VERDICT_TTL_S, applied_key
+from service.write.writer import Request, new_command_id
 
 CLIENTS = 64
 SAMPLE = 300

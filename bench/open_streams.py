@@ -18,11 +18,11 @@ import time
 
 from bench.common import first_write, pct, private_stack
 from devstack.stack import Stack
-from service.domain.open import APPEND
-from service.domain.plugins import install
+from fenced_client.domain.open import APPEND
+from fenced_client.domain.plugins import install
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 
 def request(way: str, rid: str) -> Request:

@@ -32,13 +32,13 @@ from fastapi.responses import JSONResponse
 
 from devstack.errors import StackError
 from devstack.proc import apt_install
+from fenced_client.domain import Command, Rejection
+from fenced_client.domain import folders as _folders  # registers the reference type
 from service.api.routes import CommandIn, CommandOut, IdPath, TypePath
-from service.domain import Command, Rejection
-from service.domain import folders as _folders  # registers the reference type
-from service.writer import new_command_id
+from service.write.writer import new_command_id
 
 FOLDERS = _folders.FOLDERS
-ATTEMPTS = 3 + 2  # FENCED_CONFLICT_RETRIES (default 3) + 2, like service/writer.py
+ATTEMPTS = 3 + 2  # FENCED_CONFLICT_RETRIES (default 3) + 2, like service/write/writer.py
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (

@@ -28,7 +28,7 @@ import redis
 from devstack.stack import Stack, servers
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 
 def cpu_seconds(pid: int) -> float:

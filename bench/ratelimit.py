@@ -33,7 +33,7 @@ from limits.aio.strategies import (
 
 from devstack import RedisServer
 from devstack.proc import free_port
-from service.ratelimit import TenantLimiter
+from service.api.ratelimit import TenantLimiter
 
 STRATEGIES: dict[str, type[RateLimiter]] = {
     "moving window (fenced's)": MovingWindowRateLimiter,

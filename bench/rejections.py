@@ -29,7 +29,7 @@ from bench.common import first_write, pct, private_stack
 from devstack.stack import Stack
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 WAYS = {"early": {"unsafe_early_rejections": True, "fault_injection": True},
         "held": {}, "leased": {"ack_mode": "leased"}}

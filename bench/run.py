@@ -52,13 +52,13 @@ from fastapi import FastAPI, Header
 from devstack.errors import StackError
 from devstack.proc import free_port, stop_process, tail
 from devstack.stack import Stack, servers
+from fenced_client.domain import folders  # noqa: F401 - registers the reference type
+from fenced_client.wire import encode_value, event_headers, partition_for
 from service.api.routes import CommandIn, CommandOut, IdPath, TypePath
 from service.auth import create_key
-from service.domain import folders  # noqa: F401 - registers the reference type
 from service.errors import FencedError
 from service.settings import Settings
-from service.wire import encode_value, event_headers, partition_for
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 ROOT = Path(__file__).resolve().parent.parent
 A1_RATE_LIMIT = os.environ.get("BENCH_A1_RATE_LIMIT", "100000/second")
@@ -403,7 +403,7 @@ async def phase_core(stacks: dict[str, Stack], args: argparse.Namespace) -> list
     """P5: Writer.execute in-process per mode, and plain aiokafka produce of the same records."""
     from aiokafka import AIOKafkaProducer
 
-    from service.kafka import ensure_topics
+    from service.infra.kafka import ensure_topics
     from service.runtime import Runtime
 
     any_stack = next(iter(stacks.values()))
@@ -456,7 +456,7 @@ async def fill(stack: Stack, want: int, cap_s: float) -> int:
 
 def rebuild_system(stack: Stack, records: int) -> Measure:
     """The real Projector, from offset 0 in a fresh Redis db and a new consumer group, until ready."""
-    from service.projector import Projector
+    from service.read.projector import Projector
 
     async def measure(seconds: float) -> Sample:
         url = f"redis://127.0.0.1:{stack.redis.port}/{REBUILD_DB}"

@@ -3,8 +3,8 @@
 A dev tool, not part of the service: ``python conformance/generate.py`` rewrites the files,
 ``--check`` only compares. Each case lists its records and, written and checked by hand, the
 verdict of every command group, the counts and (for the rendering cases) the exact strings the
-digest hashes. The generator runs the reference (``service.wire.decode``, ``service.rule.Replay``,
-``service.replay.TopicReplay``) on the records and fails loudly where it disagrees with the
+digest hashes. The generator runs the reference (``fenced_client.wire.decode``, ``fenced_client.rule.Replay``,
+``service.read.replay.TopicReplay``) on the records and fails loudly where it disagrees with the
 hand-written expectation, so a vector never records merely what the code happens to do.
 
 Offsets: a record's offset is its index in the case (``gap`` leaves offsets unused, as Kafka's
@@ -24,10 +24,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from service import wire  # noqa: E402
-from service.domain import folders  # noqa: E402
-from service.replay import TopicReplay  # noqa: E402
-from service.rule import REASONS, Replay, Verdict  # noqa: E402
+from fenced_client import wire  # noqa: E402
+from fenced_client.domain import folders  # noqa: E402
+from fenced_client.rule import REASONS, Replay, Verdict  # noqa: E402
+from service.read.replay import TopicReplay  # noqa: E402
 
 TOPIC = "fenced.folders"
 T0, T1, T2, T3, T4, T5 = ((1 << 32) | n for n in range(6))  # epoch 1, counters 0..5
@@ -247,7 +247,7 @@ CASES.append(Case(
     records_count=260, accepted=259, discards={"duplicate": 1}, streams=1))
 
 CASES.append(Case(
-    "invalid", "The folders domain (service/domain/folders.py) refuses events its state does not allow; a "
+    "invalid", "The folders domain (sdk/fenced_client/domain/folders.py) refuses events its state does not allow; a "
     "group with one refused event is invalid as a whole.", 1,
     [ev("i1", "FolderUpdated", 1, "c1"),           # 0: before FolderCreated
      ev("i1", "FolderCreated", 1, "c2"),           # 1

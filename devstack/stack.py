@@ -14,9 +14,9 @@ from typing import Any
 from devstack import KafkaBroker, RedisServer
 from devstack.proc import free_port
 from devstack.services import Services
-from service import domain
-from service.domain import folders  # noqa: F401 - registers the reference type
-from service.replay import TopicReplay, replay_topic
+from fenced_client import domain
+from fenced_client.domain import folders  # noqa: F401 - registers the reference type
+from service.read.replay import TopicReplay, replay_topic
 from service.settings import Settings
 
 _dbs = itertools.count(1)

@@ -12,14 +12,14 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from starlette.middleware.authentication import AuthenticationMiddleware
 
+from fenced_client.domain import folders  # noqa: F401 - registers the reference type
+from fenced_client.domain.plugins import install
 from service import logs
 from service.api import problems
 from service.api.authn import ApiKeys, unauthorized
 from service.api.deps import Reader
 from service.api.limits import BodyLimit
 from service.api.routes import health, router
-from service.domain import folders  # noqa: F401 - registers the reference type
-from service.domain.plugins import install
 from service.runtime import Runtime
 from service.settings import Settings, get_settings
 

@@ -9,8 +9,18 @@ import logging
 import signal
 import sys
 
-from service.domain import folders  # noqa: F401 - registers the reference type
+from fenced_client.domain import folders  # noqa: F401 - registers the reference type
+from service import __version__
 from service.settings import Settings, get_settings
+
+
+def _client_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fenced-client")
+    except PackageNotFoundError:
+        return "0+unknown"
 
 
 def _settings_table() -> str:
@@ -22,6 +32,8 @@ def _settings_table() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="fenced", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"fenced {__version__} (fenced-client {_client_version()})")
     sub = parser.add_subparsers(dest="cmd", required=True)
     serve = sub.add_parser("serve", help="run one API replica (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
@@ -63,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = get_settings()
     except Exception as e:  # noqa: BLE001 - pydantic's message is the one line to show
         sys.exit(f"fenced: bad configuration: {e}")
-    from service.domain.plugins import PluginError, install
+    from fenced_client.domain.plugins import PluginError, install
     try:  # the same deciders for every command, and one line if a plugin is broken
         install(settings.deciders, settings.types if args.cmd in ("serve", "projector", "verify") else (),
                 settings.open)
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "keys":
         _keys(args, settings)
     elif args.cmd == "kafka-acls":
-        from service.kafka_acls import fenced_acls, reader_acls
+        from service.infra.kafka_acls import fenced_acls, reader_acls
         print("# only fenced may write the event topics: a forged record with a huge token fences a stream for ever")
         for acl in fenced_acls(settings):
             print(acl.command(args.principal, settings.kafka_bootstrap))
@@ -95,15 +107,15 @@ def main(argv: list[str] | None = None) -> None:
             for acl in reader_acls(settings, args.reader_group or args.reader.split(":")[-1]):
                 print(acl.command(args.reader, settings.kafka_bootstrap))
     elif args.cmd == "projector":
-        from service.projector import run_projector
+        from service.read.projector import run_projector
         asyncio.run(run_projector(settings, rebuild=args.rebuild, until_caught_up=args.until_caught_up))
     elif args.cmd == "verify":
-        from service.verify import verify
+        from service.read.verify import verify
         result = asyncio.run(verify(settings, compare=not args.no_compare))
         print(json.dumps(result, indent=2))
         sys.exit(0 if result["ok"] else 1)
     elif args.cmd == "topics":
-        from service.kafka import ensure_topics
+        from service.infra.kafka import ensure_topics
         try:
             asyncio.run(ensure_topics(settings))
         except Exception as e:  # noqa: BLE001
@@ -114,7 +126,12 @@ def main(argv: list[str] | None = None) -> None:
     elif args.cmd == "chaos":
         from pathlib import Path
 
-        from service.chaos import report, runner
+        try:
+            from chaos import report, runner
+        except ImportError as e:
+            sys.exit(f"fenced: chaos is a dev tool that runs from a source checkout (python -m service.cli chaos, "
+                     f"or make chaos there), not from an installed fenced: {e}")
+
         def interrupted(signum: int, frame: object) -> None:
             raise KeyboardInterrupt  # so the runner's cleanup stops every server it started
 

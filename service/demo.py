@@ -16,10 +16,10 @@ from typing import Any
 
 import httpx
 
-from service import domain
-from service.replay import replay_topic
+from fenced_client import domain
+from service.read.replay import replay_topic
+from service.read.verify import verify
 from service.settings import Settings
-from service.verify import verify
 
 
 def history_problems(events: list[dict[str, Any]]) -> list[str]:

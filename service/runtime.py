@@ -8,16 +8,16 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from locks import Leases
+from service.api.ratelimit import TenantLimiter
 from service.auth import KeyFile
-from service.barrier import Barrier, LogEnds
-from service.epochs import Epochs
-from service.kafka import Appender, ensure_topics
+from service.infra.kafka import Appender, ensure_topics
+from service.infra.redis_client import AutoPipelineRedis
 from service.metrics import Metrics
-from service.projection import AppliedWatcher, Projection
-from service.ratelimit import TenantLimiter
-from service.redis_client import AutoPipelineRedis
+from service.read.barrier import Barrier, LogEnds
+from service.read.projection import AppliedWatcher, Projection
 from service.settings import Settings
-from service.writer import Writer
+from service.write.epochs import Epochs
+from service.write.writer import Writer
 
 log = logging.getLogger("fenced")
 

@@ -1,4 +1,4 @@
-// The model of one folder (the reference resource type, service/domain/folders.py) as
+// The model of one folder (the reference resource type, sdk/fenced_client/domain/folders.py) as
 // Porcupine checks it: Create / Update / Destroy, each with an optional expected version,
 // and reads. Every answer the API can give is an output of the model: 201 with the new
 // version, a rejection (404 / 409 / 410 / 422) with the current version, a read's version

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from service.domain import (
+from fenced_client.domain import (
     AlreadyExists,
     Command,
     Decider,
@@ -27,7 +27,7 @@ from service.domain import (
     Rejection,
     State,
 )
-from service.wire import NewEvent
+from fenced_client.wire import NewEvent
 
 INITIAL: State = {"placed": False, "paid": False, "shipped": False, "cancelled": False, "lines": [], "total": 0}
 

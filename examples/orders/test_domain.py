@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from examples.orders.domain import INITIAL, ORDERS
-from service.domain import Command, InvalidEvent, Rejection, State
+from fenced_client.domain import Command, InvalidEvent, Rejection, State
 
 PLACE = {"lines": [{"sku": "tea", "quantity": 2}], "total": 700}
 

@@ -16,16 +16,17 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fenced_client import domain, wire
+from fenced_client.domain.open import APPEND, is_open
+from fenced_client.rule import StreamState
 from locks import META_KEY
-from service import domain, logs, wire
+from service import logs
 from service.api.deps import MetricsReader, Reader, RuntimeDep, Writer
 from service.auth import Principal
-from service.domain.open import APPEND, is_open
 from service.errors import InvalidInput, NotFound
-from service.rule import StreamState
 from service.runtime import Runtime
-from service.writer import Request as WriteRequest
-from service.writer import new_command_id
+from service.write.writer import Request as WriteRequest
+from service.write.writer import new_command_id
 
 ID_CHARS = re.compile(r"^[A-Za-z0-9._~-]+$")
 KEY_CHARS = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -140,7 +141,7 @@ def json_depth_exceeds(value: Any, limit: int) -> bool:
 
 async def _read(rt: RuntimeDep, decider: domain.Decider, resource_type: str, key: str) -> StreamState:
     """A read that reflects every write acknowledged before it (linearizable, S7): the log
-    barrier of :mod:`service.barrier`, whatever Redis lost."""
+    barrier of :mod:`service.read.barrier`, whatever Redis lost."""
     return await rt.barrier.state(decider, f"{resource_type}:{key}", rt.settings.topic(resource_type),
                                   rt.appender.partition(key),
                                   time.monotonic() + rt.settings.request_deadline_ms / 1000)

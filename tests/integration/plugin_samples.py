@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from service.domain.folders import FOLDERS
+from fenced_client.domain.folders import FOLDERS
 
 FOLDERS_AGAIN = replace(FOLDERS)
 """Another decider object for the type name 'folders': loading it must stop startup."""

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
-from service.domain.folders import FOLDERS
+from fenced_client.domain.folders import FOLDERS
 from service.errors import FencedError
 from service.runtime import Runtime
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 pytestmark = pytest.mark.integration
 

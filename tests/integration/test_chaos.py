@@ -15,10 +15,10 @@ import httpx
 import pytest
 import redis as syncredis
 
-from service.chaos.checker import PROPERTIES, check, read_records
-from service.chaos.history import History, Op, classify
-from service.chaos.report import write
-from service.chaos.runner import FAULTS, ChaosConfig, ChaosRun, Cluster, run
+from chaos.checker import PROPERTIES, check, read_records
+from chaos.history import History, Op, classify
+from chaos.report import write
+from chaos.runner import FAULTS, ChaosConfig, ChaosRun, Cluster, run
 
 # a run starts Kafka, two Redis servers and a stack, drives 60 s with Kafka restarts, waits
 # for the projection and replays twice: more than the suite's 300 s default on a slow machine

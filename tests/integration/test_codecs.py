@@ -28,11 +28,11 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from devstack import KafkaBroker, RedisServer
 from devstack.stack import Stack, post_body
-from sdk.batches import CAUSES, SkippedBatch, decode_fetched
-from sdk.consumer import AcceptedEvents
-from service import wire
-from service.rule import REASONS
-from service.verify import verify
+from fenced_client import wire
+from fenced_client.batches import CAUSES, SkippedBatch, decode_fetched
+from fenced_client.consumer import AcceptedEvents
+from fenced_client.rule import REASONS
+from service.read.verify import verify
 from tests.integration.test_malformed_records import by_name, discards, scrape
 
 CODECS = ("gzip", "snappy", "lz4", "zstd")

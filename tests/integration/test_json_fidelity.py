@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from devstack.stack import Stack
-from service import wire
+from fenced_client import wire
 
 pytestmark = pytest.mark.integration
 

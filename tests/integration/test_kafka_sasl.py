@@ -18,8 +18,8 @@ from devstack import KafkaBroker, RedisServer
 from devstack.proc import free_port
 from devstack.stack import Stack, post_body
 from devstack.tls import make_certs
-from service import kafka_acls
-from service.wire import event_headers, partition_for
+from fenced_client.wire import event_headers, partition_for
+from service.infra import kafka_acls
 
 pytestmark = pytest.mark.integration
 

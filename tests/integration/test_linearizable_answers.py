@@ -25,7 +25,7 @@ from locks import stream_key
 from service.errors import FencedError
 from service.runtime import Runtime
 from service.settings import Settings
-from service.writer import Request, new_command_id
+from service.write.writer import Request, new_command_id
 
 pytestmark = pytest.mark.integration
 
@@ -159,8 +159,8 @@ async def test_reads_and_rejections_reflect_the_log_when_redis_goes_back_in_time
     Simulated here by writing an older state over a stream's projection (and its partition's
     applied offset), as such a replica would hold them: a GET and a rejection that trusted
     Redis would say version 1; the log barrier waits for the projector to apply the log again."""
-    from service.domain.folders import FOLDERS
-    from service.projection import applied_key
+    from fenced_client.domain.folders import FOLDERS
+    from service.read.projection import applied_key
 
     rt = Runtime(settings_for(stack, "verified", batch_wait_ms=0))
     await rt.start()
@@ -201,8 +201,8 @@ async def test_a_read_is_answered_when_the_partition_ends_with_a_transaction_mar
     every read of the partition answers 503."""
     from aiokafka import AIOKafkaProducer
 
-    from service.domain.folders import FOLDERS
-    from service.wire import encode_value, event_headers
+    from fenced_client.domain.folders import FOLDERS
+    from fenced_client.wire import encode_value, event_headers
 
     rt = Runtime(stack.settings)
     await rt.start()

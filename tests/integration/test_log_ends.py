@@ -19,8 +19,8 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from devstack.stack import Stack
-from service.barrier import LogEnds
-from service.kafka import KafkaUnavailable
+from service.infra.kafka import KafkaUnavailable
+from service.read.barrier import LogEnds
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack, post_body
-from service import wire
-from service.rule import REASONS
-from service.verify import verify
+from fenced_client import wire
+from fenced_client.rule import REASONS
+from service.read.verify import verify
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 
 from devstack import KafkaBroker, RedisServer
 from devstack.stack import Stack
-from service.domain.open import expectation_fails
+from fenced_client.domain.open import expectation_fails
 
 pytestmark = pytest.mark.integration
 
@@ -73,9 +73,9 @@ def test_the_log_keeps_the_clients_event_ids_and_one_batch_per_append(open_stack
 
 
 async def _replay(stack: Stack) -> Any:
-    from service import domain
-    from service.domain.plugins import install
-    from service.replay import replay_topic
+    from fenced_client import domain
+    from fenced_client.domain.plugins import install
+    from service.read.replay import replay_topic
     install("", (), ("ledger",))
     decider = domain.get("ledger")
     assert decider is not None

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 
 from devstack.proc import free_port
 from devstack.stack import Stack
-from sdk import (
+from fenced_client import (
     AsyncFencedClient,
     Conflict,
     FencedClient,
@@ -19,9 +19,9 @@ from sdk import (
     InvalidInput,
     NotFound,
 )
-from sdk.consumer import AcceptedEvents, ConsumedEvent
-from service.rule import Verdict
-from service.wire import encode_value, event_headers, partition_for
+from fenced_client.consumer import AcceptedEvents, ConsumedEvent
+from fenced_client.rule import Verdict
+from fenced_client.wire import encode_value, event_headers, partition_for
 
 pytestmark = pytest.mark.integration
 

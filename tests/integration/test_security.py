@@ -22,8 +22,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from devstack import KafkaBroker, RedisServer
 from devstack.stack import Stack, post_body
+from fenced_client.wire import partition_for
 from service.auth import create_key
-from service.wire import partition_for
 
 pytestmark = pytest.mark.integration
 
@@ -286,7 +286,7 @@ def test_a_tenant_over_its_rate_limit_gets_429_with_retry_after_on_every_replica
 
 
 def test_the_sdk_sends_its_api_key_and_maps_401_and_403(secure: Stack, keys: Keys) -> None:
-    from sdk import FencedClient, Forbidden, Unauthorized
+    from fenced_client import FencedClient, Forbidden, Unauthorized
 
     rid = fid()
     with FencedClient(secure.urls, api_key=keys.acme, deadline=10) as c:

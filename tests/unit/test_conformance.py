@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from service import domain
-from service.domain import folders  # noqa: F401 - registers the vectors' resource type
-from service.replay import TopicReplay
-from service.rule import REASONS, Replay, Verdict
-from service.wire import decode
+from fenced_client import domain
+from fenced_client.domain import folders  # noqa: F401 - registers the vectors' resource type
+from fenced_client.rule import REASONS, Replay, Verdict
+from fenced_client.wire import decode
+from service.read.replay import TopicReplay
 
 FOLDER = Path(__file__).resolve().parents[2] / "conformance"
 VECTORS = sorted(FOLDER.glob("*.json"))

@@ -1,12 +1,12 @@
 """S7's checker on synthetic histories: Porcupine (the Go program in checkers/porcupine) with
-the folder model, fed through :mod:`service.chaos.linearizability`."""
+the folder model, fed through :mod:`chaos.linearizability`."""
 
 from __future__ import annotations
 
 import subprocess
 
-from service.chaos.history import History, Op
-from service.chaos.linearizability import SOURCE, check, go
+from chaos.history import History, Op
+from chaos.linearizability import SOURCE, check, go
 
 
 def op(i: int, name: str, invoke: float, complete: float | None, status: int | None, *, version: int | None = None,

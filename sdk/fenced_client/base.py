@@ -1,0 +1,60 @@
+"""What the sync and async clients share: their replicas, retry policy, clock and randomness."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+from fenced_client.protocol import Call
+from fenced_client.retry import Attempts, RetryPolicy
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+USER_AGENT = "fenced-sdk/0.1"
+
+
+def base_headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Headers every request of a client carries: its User-Agent and, given a key, its
+    ``Authorization: Bearer`` (``fenced keys create`` makes keys)."""
+    out = {"User-Agent": USER_AGENT}
+    if api_key is not None:
+        out["Authorization"] = f"Bearer {api_key}"
+    return {**out, **(headers or {})}
+FOLDERS = "folders"
+
+
+class BaseClient:
+    """Holds the API replicas' base URLs and the retry policy.
+
+    With several base URLs (API replicas without a load balancer in front), calls go to one
+    replica until an attempt on it fails without a definite answer (no answer, 503, a
+    gateway's 502/504); the retry then goes to the next one, with the same Idempotency-Key.
+    """
+
+    def __init__(self, base_url: str | Sequence[str], *, deadline: float, attempt_timeout: float,
+                 backoff_base: float, backoff_cap: float, clock: Callable[[], float] | None,
+                 rng: random.Random | None) -> None:
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ValueError("at least one base URL is needed")
+        self.base_urls: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        for url in self.base_urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base URL {url!r} must start with http:// or https://")
+        self.policy = RetryPolicy(deadline, attempt_timeout, backoff_base, backoff_cap)
+        self._clock = clock or time.monotonic
+        self._rng = rng or random.Random()
+        self._replica = 0
+
+    def _attempts(self, call: Call) -> Attempts:
+        return Attempts(self.policy, self._clock, self._rng, idempotency_key=call.idempotency_key)
+
+    def _url(self, call: Call) -> str:
+        return self.base_urls[self._replica % len(self.base_urls)] + call.path
+
+    def _next_replica(self) -> None:
+        self._replica = (self._replica + 1) % len(self.base_urls)
+
+    def __repr__(self) -> str:
+        urls = ", ".join(self.base_urls)
+        return f"{type(self).__name__}([{urls}], deadline={self.policy.deadline})"

@@ -1,0 +1,112 @@
+"""The synchronous client of the fenced HTTP API."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from fenced_client.base import DEFAULT_URL, FOLDERS, BaseClient, base_headers
+from fenced_client.models import CommandResult, Event, Resource
+from fenced_client.protocol import (
+    Call,
+    check_page_size,
+    command_call,
+    error_of,
+    events_call,
+    parse_command,
+    parse_events,
+    parse_resource,
+    resource_call,
+)
+
+
+class FencedClient(BaseClient):
+    """A blocking client: ``with FencedClient("http://127.0.0.1:8000") as c: c.create("f1", "Inbox")``.
+
+    Every write carries an Idempotency-Key (a fresh uuid4 unless given) and is retried on
+    503 and on connection errors with that same key until ``deadline`` seconds passed
+    (see :mod:`fenced_client.retry`); 4xx answers are never retried. Errors are :mod:`fenced_client.errors`.
+    ``transport``, ``clock``, ``sleep`` and ``rng`` are for tests.
+    """
+
+    def __init__(self, base_url: str | Sequence[str] = DEFAULT_URL, *, deadline: float = 30.0,
+                 attempt_timeout: float = 15.0, backoff_base: float = 0.05, backoff_cap: float = 2.0,
+                 api_key: str | None = None, headers: Mapping[str, str] | None = None,
+                 transport: httpx.BaseTransport | None = None,
+                 clock: Callable[[], float] | None = None, sleep: Callable[[float], None] | None = None,
+                 rng: random.Random | None = None) -> None:
+        super().__init__(base_url, deadline=deadline, attempt_timeout=attempt_timeout, backoff_base=backoff_base,
+                         backoff_cap=backoff_cap, clock=clock, rng=rng)
+        self._sleep = sleep or time.sleep
+        self._http = httpx.Client(transport=transport, headers=base_headers(api_key, headers),
+                                  timeout=attempt_timeout)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, call: Call) -> httpx.Response:
+        attempts = self._attempts(call)
+        while True:
+            url = self._url(call)
+            try:
+                response = self._http.request(call.method, url, json=call.json, params=call.params,
+                                              headers=call.headers, timeout=attempts.timeout())
+            except httpx.TransportError as e:
+                self._next_replica()
+                self._sleep(attempts.after_transport_error(e, url))
+                continue
+            err = error_of(response, call.idempotency_key)
+            if err is None:
+                return response
+            if err.retriable:
+                self._next_replica()
+            self._sleep(attempts.after_error(err))
+
+    def send(self, resource_type: str, resource_id: str, name: str, data: Mapping[str, Any] | None = None,
+             expected_version: int | None = None, idempotency_key: str | None = None) -> CommandResult:
+        """Send command ``name`` to a resource; the result once the log accepted it (201)."""
+        return parse_command(self._call(command_call(resource_type, resource_id, name, data or {},
+                                                     expected_version, idempotency_key)))
+
+    def get(self, resource_type: str, resource_id: str) -> Resource:
+        """The resource's current state; :class:`~fenced_client.errors.NotFound` if it never existed."""
+        return parse_resource(self._call(resource_call(resource_type, resource_id)))
+
+    def events(self, resource_type: str, resource_id: str, page_size: int = 100) -> Iterator[Event]:
+        """Every accepted event of the resource, oldest first, fetched ``page_size`` at a time."""
+        return self._events(resource_type, resource_id, check_page_size(page_size))
+
+    def _events(self, resource_type: str, resource_id: str, page_size: int) -> Iterator[Event]:
+        from_version: int | None = 1
+        while from_version is not None:
+            page = parse_events(self._call(events_call(resource_type, resource_id, from_version, page_size)))
+            yield from page.events
+            from_version = page.next_from_version
+
+    def create(self, folder_id: str, name: str, parent_id: str | None = None, *,
+               idempotency_key: str | None = None) -> CommandResult:
+        data: dict[str, Any] = {"name": name}
+        if parent_id is not None:
+            data["parent_id"] = parent_id
+        return self.send(FOLDERS, folder_id, "Create", data, None, idempotency_key)
+
+    def update(self, folder_id: str, name: str, expected_version: int | None = None, *,
+               idempotency_key: str | None = None) -> CommandResult:
+        return self.send(FOLDERS, folder_id, "Update", {"name": name}, expected_version, idempotency_key)
+
+    def destroy(self, folder_id: str, expected_version: int | None = None, *,
+                idempotency_key: str | None = None) -> CommandResult:
+        return self.send(FOLDERS, folder_id, "Destroy", {}, expected_version, idempotency_key)
+

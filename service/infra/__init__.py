@@ -1,0 +1,1 @@
+"""Connections to the outside: Kafka (producer, topics, ACLs) and Redis clients built from the settings."""

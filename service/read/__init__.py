@@ -1,0 +1,2 @@
+"""The read side: the projector that applies the consumer rule to Redis, the projection it keeps, the log
+barrier that makes reads linearizable, and the replays (``fenced verify``) that check it."""

@@ -1,0 +1,1 @@
+"""The write path: the group-committing writer (lease, fencing token, publish) and the token epochs."""
