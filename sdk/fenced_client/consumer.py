@@ -60,6 +60,9 @@ class ConsumedEvent:
     command: str
     event_id: str
     time: str
+    data_bytes: bytes | None = None
+    """An open type's event that holds bytes (``data`` is then empty), of ``datacontenttype``."""
+    datacontenttype: str = "application/json"
 
 
 class _FromBeginning(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -209,6 +212,7 @@ class AcceptedEvents:
         if verdict.accepted:
             self._ready.extend(
                 ConsumedEvent(self.topic, verdict.stream, e.version, e.type, e.data, e.partition, e.offset,
-                              e.token, e.command, e.event_id, e.time) for e in verdict.events)
+                              e.token, e.command, e.event_id, e.time, e.data_bytes, e.datacontenttype)
+                for e in verdict.events)
         elif self.on_discard is not None:
             self.on_discard(verdict)

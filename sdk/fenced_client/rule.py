@@ -9,7 +9,8 @@ state)`` and, for each record in partition order:
 2. event group with ``token < max_token``: discard ``stale``;
 3. command id among the last ``RECENT_WINDOW`` accepted commands: discard ``duplicate``;
 4. first version ``!= version + 1``: discard ``conflict``;
-5. ``evolve`` refuses an event: discard ``invalid``;
+5. ``evolve`` refuses an event, or an event holds bytes and its type takes JSON only: discard
+   ``invalid``;
 6. else accept: ``version += n``, ``max_token = token``, ``state = evolve(...)``.
 
 The events of one command form a group (``index``/``count`` headers) decided as a whole.
@@ -18,6 +19,7 @@ Records that cannot be read, or groups that do not hang together, are ``malforme
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -47,6 +49,17 @@ class AcceptedEvent:
     command: str
     event_id: str = ""
     time: str = ""
+    data_bytes: bytes | None = None
+    """The data of an event of an open type that holds bytes (``data`` is then empty)."""
+    datacontenttype: str = "application/json"
+
+    def data_fields(self) -> dict[str, Any]:
+        """The data as the CloudEvents JSON format has it: ``{"data": object}``, or bytes as
+        ``{"data_base64": ..., "datacontenttype": ...}`` (wire-format.md §3.1)."""
+        if self.data_bytes is None:
+            return {"data": self.data}
+        return {"data_base64": base64.b64encode(self.data_bytes).decode("ascii"),
+                "datacontenttype": self.datacontenttype}
 
 
 @dataclass(frozen=True)
@@ -142,13 +155,16 @@ def _decide_group(decider: Decider, s: StreamState,
     if any(r.version != s.version + 1 + i for i, r in enumerate(group)):
         return s, _discard(group, "conflict")
     state = s.state
+    if not decider.binary and any(r.data_bytes is not None for r in group):
+        return s, _discard(group, "invalid")
     try:
         for r in group:
             state = decider.evolve(state, r.event_type, r.data)
     except InvalidEvent:
         return s, _discard(group, "invalid")
     events = tuple(AcceptedEvent(r.version, r.event_type, r.data, r.partition, r.offset, r.token,
-                                 r.command, r.event_id, r.time) for r in group)
+                                 r.command, r.event_id, r.time, r.data_bytes, r.datacontenttype)
+                   for r in group)
     last = group[-1]
     recent = (*s.recent, (first.command, last.version, first.offset, last.offset,
                           first.fingerprint[:RECENT_FINGERPRINT_HEX]))

@@ -88,12 +88,21 @@ def topic_name(prefix: str, resource_type: str) -> str:
 
 @dataclass(frozen=True)
 class NewEvent:
-    """An event a decider produced, before it has a version, token or offset."""
+    """An event a decider produced, before it has a version, token or offset.
+
+    Its data is a JSON object (``data``), or bytes (``data_bytes``, with their
+    ``datacontenttype``), which only open types take (wire-format.md §3.1)."""
 
     type: str
     data: Mapping[str, Any] = field(default_factory=dict)
     id: str | None = None
     """``ce_id`` of the event (the client's, for an open stream); None: a new UUID."""
+    data_bytes: bytes | None = None
+    datacontenttype: str = CONTENT_TYPE
+
+    def value(self) -> bytes:
+        """The record value: the bytes as they are, or the JSON object by :func:`encode_value`."""
+        return self.data_bytes if self.data_bytes is not None else encode_value(self.data)
 
 
 def now_rfc3339() -> str:
@@ -102,7 +111,7 @@ def now_rfc3339() -> str:
 
 def event_headers(*, source: str, subject: str, event_type: str, version: int, token: int,
                   command: str, index: int, count: int, event_id: str | None = None,
-                  time: str | None = None, fingerprint: str = "",
+                  time: str | None = None, fingerprint: str = "", content_type: str = CONTENT_TYPE,
                   extra: Sequence[tuple[str, bytes]] = ()) -> Headers:
     return [
         (H_SPECVERSION, SPECVERSION.encode()),
@@ -111,7 +120,7 @@ def event_headers(*, source: str, subject: str, event_type: str, version: int, t
         (H_SOURCE, source.encode()),
         (H_SUBJECT, subject.encode()),
         (H_TIME, (time or now_rfc3339()).encode()),
-        (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
+        (H_CONTENT_TYPE, content_type.encode()),
         (H_VERSION, str(version).encode()),
         (H_TOKEN, str(token).encode()),
         (H_COMMAND, command.encode()),
@@ -133,6 +142,31 @@ def fence_headers(*, source: str, subject: str, token: int) -> Headers:
         (H_CONTENT_TYPE, CONTENT_TYPE.encode()),
         (H_TOKEN, str(token).encode()),
     ]
+
+
+MAX_CONTENT_TYPE = 200
+_MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def media_type_problem(content_type: str) -> str | None:
+    """Why ``content_type`` is not a media type fenced writes or reads (None: it is one).
+
+    RFC 9110's ``type/subtype``, optionally followed by ``;`` parameters, printable ASCII, at
+    most :data:`MAX_CONTENT_TYPE` characters."""
+    if len(content_type) > MAX_CONTENT_TYPE:
+        return f"content type is longer than {MAX_CONTENT_TYPE} characters"
+    if not content_type.isascii() or not content_type.isprintable():
+        return "content type is not printable ASCII"
+    if not _MEDIA_TYPE.fullmatch(content_type.split(";", 1)[0].strip()):
+        return f"content type {_short(content_type)!r} is not type/subtype"
+    return None
+
+
+def is_json(content_type: str | None) -> bool:
+    """Whether an event with this ``content-type`` header holds a JSON object (§3): no header,
+    or the media type ``application/json`` (any case, any parameters). Any other media type
+    holds bytes (§3.1)."""
+    return content_type is None or content_type.split(";", 1)[0].strip().lower() == CONTENT_TYPE
 
 
 def encode_value(data: Mapping[str, Any]) -> bytes:
@@ -369,6 +403,9 @@ class Record:
     time: str = ""
     problem: str = ""
     fingerprint: str = ""
+    data_bytes: bytes | None = None
+    """The data of an event whose content type is not JSON (§3.1); ``data`` is then empty."""
+    datacontenttype: str = CONTENT_TYPE
 
 
 MAX_DECIMAL_DIGITS = 19
@@ -435,10 +472,15 @@ def decode(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, 
             raise ValueError("missing header ce_fencedcommand")
         if version < 1 or count < 1 or index >= count:
             raise ValueError("version, index or count out of range")
-        data = loads_value(value)
+        raw_type = h.get(H_CONTENT_TYPE)
+        content_type = raw_type.decode("ascii", "replace") if raw_type is not None else None
+        if content_type is not None and (bad := media_type_problem(content_type)) is not None:
+            raise ValueError(bad)
+        binary = not is_json(content_type)
         return Record("event", stream, partition, offset, token=token, version=version,
                       command=command, index=index, count=count, event_type=ce_type,
-                      data=data, event_id=_text(h, H_ID), time=_text(h, H_TIME),
-                      fingerprint=_fingerprint(h))
+                      data={} if binary else loads_value(value), event_id=_text(h, H_ID), time=_text(h, H_TIME),
+                      fingerprint=_fingerprint(h), data_bytes=(value or b"") if binary else None,
+                      datacontenttype=content_type if binary and content_type else CONTENT_TYPE)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         return Record("malformed", stream, partition, offset, problem=str(e))

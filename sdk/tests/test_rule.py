@@ -792,25 +792,6 @@ def test_generator_reaches_every_branch() -> None:
     assert seen == set(GENERATOR_REACHES)
 
 
-json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                                                        max_size=3),
-                           max_leaves=10)
-
-
-@given(st.builds(AcceptedEvent, version=st.integers(1, 2**40), type=st.text(max_size=10),
-                 data=st.dictionaries(st.text(max_size=5), json_values, max_size=4),
-                 partition=st.integers(0, 100), offset=st.integers(0, 2**40), token=st.integers(1, 2**62),
-                 command=st.text(max_size=10), event_id=st.text(max_size=10), time=st.text(max_size=10)))
-def test_the_stored_event_json_is_what_asdict_gave(event: AcceptedEvent) -> None:
-    """event_json builds its dict by hand (asdict's deep copy was a tenth of a rebuild); the
-    bytes stored in Redis, which verify and the API read back, stay exactly the same."""
-    from dataclasses import asdict
-
-    from service.read.projection import event_json
-    assert event_json(event) == json.dumps(asdict(event), separators=(",", ":"))
-
-
 def test_the_recent_window_keeps_the_commands_fingerprint_from_its_first_event() -> None:
     """The writer compares a reused Idempotency-Key with it once the saved answer is gone."""
     headers = event_headers(source="t", subject="folders:f", event_type=CREATED, version=1, token=4,
@@ -851,3 +832,15 @@ def test_a_pending_record_keeps_its_fingerprint_through_json_and_unknown_fields_
     stored = json.loads(s.to_json())
     stored["pending"][0]["added_by_a_later_version"] = 1  # a rollback reads what a newer one wrote
     assert StreamState.from_json(json.dumps(stored)) == s
+
+
+def test_bytes_events_are_invalid_for_a_decided_type_and_accepted_for_an_open_one() -> None:
+    from fenced_client.domain.open import open_decider
+    headers = event_headers(source="/t", subject="s1", event_type="FolderCreated", version=1, token=1,
+                            command="c1", index=0, count=1, content_type="application/octet-stream")
+    record = decode(b"s1", b"\x00\x01", headers, 0, 0)
+    [decided] = Replay(FOLDERS).feed(record)
+    assert (decided.accepted, decided.reason) == (False, "invalid")
+    [accepted] = Replay(open_decider("ledger")).feed(record)
+    assert accepted.accepted and accepted.events[0].data_bytes == b"\x00\x01"
+    assert accepted.events[0].data_fields() == {"data_base64": "AAE=", "datacontenttype": "application/octet-stream"}

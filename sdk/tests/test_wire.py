@@ -536,12 +536,6 @@ def test_depth_counts_no_brackets_inside_strings() -> None:
     assert not wire.nesting_exceeds('{"a":[[1]]}', 3)
 
 
-def test_depth_limit_covers_everything_the_api_accepts() -> None:
-    from service.settings import Settings
-    bounds = [m.le for m in Settings.model_fields["max_json_depth"].metadata if hasattr(m, "le")]
-    assert bounds and bounds[0] <= wire.MAX_VALUE_DEPTH
-
-
 def test_malformed_value_problem_names_the_value() -> None:
     def problem(value: bytes) -> str:
         return decode(b"f1", value, _event_headers(), 0, 0).problem
@@ -631,3 +625,33 @@ def test_canonical_json_refuses_what_json_cannot_say() -> None:
     for bad in (float("nan"), float("inf"), object()):
         with pytest.raises((ValueError, TypeError)):
             wire.canonical_json(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# binary data (wire-format.md §3.1)
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content_type", [None, b"application/json", b"Application/JSON; charset=utf-8"])
+def test_no_content_type_or_application_json_is_a_json_object(content_type: bytes | None) -> None:
+    headers = _replace_header(_event_headers(), wire.H_CONTENT_TYPE, content_type)
+    r = decode(b"f1", b'{"a":1}', headers, 0, 0)
+    assert (r.kind, r.data, r.data_bytes, r.datacontenttype) == ("event", {"a": 1}, None, "application/json")
+    assert decode(b"f1", b"\x00", headers, 0, 0).kind == "malformed"
+
+
+@pytest.mark.parametrize("value", [b"\x00\xff\xc3\x28", b"", None, b'{"a":1}'])
+def test_any_other_media_type_holds_the_value_as_bytes(value: bytes | None) -> None:
+    headers = _event_headers(content_type="image/png; q=1")
+    r = decode(b"f1", value, headers, 0, 0)
+    assert (r.kind, r.data, r.data_bytes, r.datacontenttype) == ("event", {}, value or b"", "image/png; q=1")
+
+
+@pytest.mark.parametrize("content_type", [b"png", b"image/", b"a/b c", b"a/b\xc3\xa9", b"a/" + b"b" * 200])
+def test_a_content_type_that_is_not_a_media_type_is_malformed(content_type: bytes) -> None:
+    r = decode(b"f1", b"x", _replace_header(_event_headers(), wire.H_CONTENT_TYPE, content_type), 0, 0)
+    assert r.kind == "malformed" and "content type" in r.problem
+
+
+def test_a_new_events_value_is_its_bytes_or_its_json() -> None:
+    assert wire.NewEvent("A", data_bytes=b"\x01", datacontenttype="x/y").value() == b"\x01"
+    assert wire.NewEvent("A", {"b": 1, "a": 2}).value() == b'{"a":2,"b":1}'

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import math
 import re
@@ -14,7 +16,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from fenced_client import domain, wire
 from fenced_client.domain.open import APPEND, is_open
@@ -46,7 +48,12 @@ class CommandIn(BaseModel):
 class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str = Field(min_length=1, max_length=200, description="The event's type (its ce_type).")
-    data: dict[str, Any] = Field(default_factory=dict, description="The event's data: a JSON object.")
+    data: dict[str, Any] | None = Field(default=None, description="The event's data: a JSON object "
+                                        "(default {}).")
+    data_base64: str | None = Field(default=None, description="Or bytes, base64 (RFC 4648): the record "
+                                    "value holds them as they are (CloudEvents' data_base64).")
+    datacontenttype: str | None = Field(default=None, description="The media type of data_base64 "
+                                        "(default application/octet-stream); with data, application/json.")
     id: str | None = Field(default=None, min_length=1, max_length=200,
                            description="The event's ce_id (default: a new UUID).")
 
@@ -58,6 +65,34 @@ class EventIn(BaseModel):
         if v == wire.FENCE_TYPE:
             raise ValueError(f"{wire.FENCE_TYPE!r} is reserved for fence records")
         return v
+
+    @field_validator("data_base64")
+    @classmethod
+    def _base64(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                base64.b64decode(v, validate=True)
+            except (binascii.Error, ValueError) as e:
+                raise ValueError(f"is not base64 (RFC 4648, with padding): {e}") from None
+        return v
+
+    @field_validator("datacontenttype")
+    @classmethod
+    def _media_type(cls, v: str | None) -> str | None:
+        if v is not None and (problem := wire.media_type_problem(v)) is not None:
+            raise ValueError(problem)
+        return v
+
+    @model_validator(mode="after")
+    def _one_data(self) -> EventIn:
+        if self.data is not None and self.data_base64 is not None:
+            raise ValueError("an event has data (JSON) or data_base64 (bytes), not both")
+        if self.data_base64 is None and self.datacontenttype is not None and not wire.is_json(self.datacontenttype):
+            raise ValueError(f"datacontenttype {self.datacontenttype!r} needs data_base64: data is JSON "
+                             "(application/json)")
+        if self.data_base64 is not None and self.datacontenttype is not None and wire.is_json(self.datacontenttype):
+            raise ValueError("JSON data goes in data, not data_base64")
+        return self
 
 
 class AppendIn(BaseModel):
@@ -92,7 +127,11 @@ class ResourceOut(BaseModel):
 class HistoryEvent(BaseModel):
     version: int
     type: str
-    data: dict[str, Any]
+    datacontenttype: str = Field(wire.CONTENT_TYPE, description="application/json: the event has data; "
+                                 "any other media type: data_base64.")
+    data: dict[str, Any] | None = Field(None, exclude_if=lambda v: v is None, description="A JSON event's data.")
+    data_base64: str | None = Field(None, exclude_if=lambda v: v is None,
+                                    description="The bytes of any other event, base64.")
     partition: int
     offset: int
     command: str
@@ -243,10 +282,12 @@ async def append_events(rt: RuntimeDep, principal: Writer, resource_type: TypePa
     if not is_open(_check(rt, resource_type, resource_id)):
         raise InvalidInput(f"{resource_type} is a decided type: send commands to "
                            f"/v1/{resource_type}/{{id}}/commands")
-    data = {"events": [e.model_dump(exclude_none=True) for e in body.events]}
+    # an event without data has data {} (as before data_base64, so a retry's fingerprint is the same)
+    data = {"events": [{"data": {}, **e.model_dump(exclude_none=True)} if e.data_base64 is None
+                       else e.model_dump(exclude_none=True) for e in body.events]}
     return await _write(rt, principal, request, resource_type, resource_id, APPEND, data, body.expected_version,
                         idempotency_key, x_fenced_fault,
-                        [(e.data, ("events", n, "data")) for n, e in enumerate(body.events)])
+                        [(e.data, ("events", n, "data")) for n, e in enumerate(body.events) if e.data is not None])
 
 
 @router.get("/{resource_type}/{resource_id}", response_model=ResourceOut, responses=ERRORS)

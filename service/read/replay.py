@@ -39,7 +39,7 @@ class TopicReplay:
         for v in self.verdicts:
             if v.accepted:
                 out.setdefault(v.stream, []).extend(
-                    {"version": e.version, "type": e.type, "data": dict(e.data), "partition": e.partition,
+                    {"version": e.version, "type": e.type, **e.data_fields(), "partition": e.partition,
                      "offset": e.offset,
                      "token": e.token, "command": e.command} for e in v.events)
         return out

@@ -36,7 +36,7 @@ from fenced_client import domain
 from fenced_client.domain import Command, Decider, InvalidEvent, Rejection
 from fenced_client.domain.open import expectation_fails
 from fenced_client.rule import StreamState, Verdict, apply, initial
-from fenced_client.wire import H_REQUEST_ID, H_TRACEPARENT, Headers, decode, encode_value, event_headers, fence_headers
+from fenced_client.wire import H_REQUEST_ID, H_TRACEPARENT, Headers, decode, event_headers, fence_headers
 from locks import (
     META_KEY,
     LeaseBusy,
@@ -361,6 +361,8 @@ class Writer:
                 events = decider.decide(Command(req.name, req.data), state.state)
                 if (mismatch := expectation_fails(req.expected_version, state.version)) is not None:
                     raise Conflict(mismatch, current_version=state.version)
+                if not decider.binary and any(e.data_bytes is not None for e in events):
+                    raise InvalidEvent(f"{req.resource_type} events are JSON objects; bytes are for open types")
                 evolved = state.state
                 for ev in events:
                     evolved = decider.evolve(evolved, ev.type, ev.data)
@@ -378,11 +380,11 @@ class Writer:
             else:
                 if events:
                     recs = [
-                        (encode_value(e.data),
+                        (e.value(),
                          event_headers(source=self.settings.source, subject=rid, event_type=e.type,
                                        version=state.version + 1 + i, token=lease.token, command=req.command_id,
                                        index=i, count=len(events), event_id=e.id, fingerprint=req.fingerprint,
-                                       extra=req.trace_headers()))
+                                       content_type=e.datacontenttype, extra=req.trace_headers()))
                         for i, e in enumerate(events)]
                     planned.append(_Planned(p, recs, state.version + 1, len(records)))
                     records += recs

@@ -6,6 +6,7 @@ A real stack serves ``folders`` (decided) and ``ledger`` (open, ``FENCED_OPEN_TY
 from __future__ import annotations
 
 import asyncio
+import base64
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,67 @@ def test_history_reads_forwards_backwards_and_in_ranges(open_stack: Stack) -> No
     assert page(order="desc", from_version=3, to_version=9, limit=10) == ([7, 6, 5, 4, 3], None, None)
     assert page(from_version=6, to_version=2) == ([], None, None)
     assert httpx.get(f"{url}/v1/ledger/{s}/events", params={"order": "sideways"}, timeout=20).status_code == 422
+
+
+BYTES = bytes(range(256)) + b"\x00\xff not utf-8: \xc3\x28"
+
+
+def test_binary_data_keeps_its_bytes_and_content_type_through_log_api_and_consumer(open_stack: Stack) -> None:
+    url, s = open_stack.urls[0], sid()
+    events = [{"type": "Blob", "data_base64": base64.b64encode(BYTES).decode(), "datacontenttype": "image/png"},
+              {"type": "Raw", "data_base64": ""},  # empty bytes, default media type
+              {"type": "Json", "data": {"k": 1}}]
+    assert append(url, s, events, "no_stream").status_code == 201
+    history = httpx.get(f"{url}/v1/ledger/{s}/events", timeout=20).json()["events"]
+    assert [(e["type"], e["datacontenttype"], e.get("data"), e.get("data_base64")) for e in history] == [
+        ("Blob", "image/png", None, base64.b64encode(BYTES).decode()),
+        ("Raw", "application/octet-stream", None, ""),
+        ("Json", "application/json", {"k": 1}, None)]
+
+    async def consume() -> list[Any]:
+        from fenced_client.consumer import AcceptedEvents
+        got = []
+        async with AcceptedEvents(open_stack.kafka.bootstrap, open_stack.settings.topic("ledger"),
+                                  open_stack.settings.partitions, decider="ledger", stop_at_end=True) as consumer:
+            async for e in consumer:
+                if e.resource_id == s:
+                    got.append((e.type, e.datacontenttype, e.data_bytes, dict(e.data)))
+        return got
+
+    from fenced_client.domain.plugins import install
+    install("", (), ("ledger",))
+    assert asyncio.run(consume()) == [("Blob", "image/png", BYTES, {}),
+                                      ("Raw", "application/octet-stream", b"", {}),
+                                      ("Json", "application/json", None, {"k": 1})]
+    # the record value is the bytes as they are, and content-type the media type (CloudEvents binary mode)
+    replay = asyncio.run(_replay(open_stack))
+    blob = next(e for v in replay.verdicts if v.accepted and v.stream == s for e in v.events)
+    assert (blob.data_bytes, blob.datacontenttype) == (BYTES, "image/png")
+
+
+def test_binary_data_bad_input_is_a_422_that_writes_nothing(open_stack: Stack) -> None:
+    url, s = open_stack.urls[0], sid()
+    for bad in ([{"type": "A", "data_base64": "not base64!"}],
+                [{"type": "A", "data_base64": "QQ"}],  # no padding
+                [{"type": "A", "data": {}, "data_base64": "QQ=="}],
+                [{"type": "A", "data": {}, "datacontenttype": "image/png"}],
+                [{"type": "A", "data_base64": "QQ==", "datacontenttype": "application/json"}],
+                [{"type": "A", "data_base64": "QQ==", "datacontenttype": "no-slash"}],
+                [{"type": "A", "data_base64": "QQ==", "datacontenttype": "a/b\u00e9"}],
+                [{"type": "A", "data_base64": 5}]):
+        r = append(url, s, bad)
+        assert r.status_code == 422, (bad, r.text)
+        assert r.json()["detail"], r.text
+    assert httpx.get(f"{url}/v1/ledger/{s}", timeout=20).status_code == 404, "nothing was appended"
+
+
+def test_limits_of_an_append_answer_a_clear_4xx(open_stack: Stack) -> None:
+    url, s = open_stack.urls[0], sid()
+    limit = open_stack.settings.max_events_per_command
+    many = append(url, s, [{"type": "E"}] * (limit + 1))
+    assert many.status_code == 422 and "FENCED_MAX_EVENTS_PER_COMMAND" in many.json()["detail"]
+    big = append(url, s, [{"type": "E", "data_base64": base64.b64encode(b"x" * open_stack.settings.max_body_bytes)
+                           .decode()}])
+    assert big.status_code == 413, big.text
+    assert httpx.get(f"{url}/v1/ledger/{s}", timeout=20).status_code == 404, "nothing was appended"
+    assert append(url, s, [{"type": "E"}] * limit).json()["version"] == limit

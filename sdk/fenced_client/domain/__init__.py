@@ -64,7 +64,9 @@ class Command:
 class Decider:
     """A resource type: ``decide(command, state) -> events`` and ``evolve(state, event)``.
 
-    ``exists`` and ``destroyed`` read the state for the HTTP API (404 and 410).
+    ``exists`` and ``destroyed`` read the state for the HTTP API (404 and 410). ``binary``: its
+    events may hold bytes rather than a JSON object (open types); the rule discards a bytes
+    event of any other type as ``invalid``, since ``evolve`` reads JSON.
     """
 
     type: str
@@ -74,6 +76,7 @@ class Decider:
     exists: Callable[[State], bool]
     destroyed: Callable[[State], bool]
     commands: frozenset[str]
+    binary: bool = False
 
 
 _REGISTRY: dict[str, Decider] = {}
