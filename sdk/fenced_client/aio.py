@@ -10,14 +10,19 @@ from typing import Any, Self
 
 import httpx
 
-from fenced_client.base import DEFAULT_URL, FOLDERS, BaseClient, base_headers
-from fenced_client.models import CommandResult, Event, Resource
+from fenced_client.base import DEFAULT_URL, BaseClient, base_headers, deprecated_folder_helper
+from fenced_client.folders import AsyncFolders
+from fenced_client.models import CommandResult, Event, EventData, Resource
 from fenced_client.protocol import (
+    MAX_PAGE_SIZE,
     Call,
+    ExpectedVersion,
+    HistoryRead,
+    Order,
+    append_call,
     check_page_size,
     command_call,
     error_of,
-    events_call,
     parse_command,
     parse_events,
     parse_resource,
@@ -26,7 +31,10 @@ from fenced_client.protocol import (
 
 
 class AsyncFencedClient(BaseClient):
-    """An asyncio client: ``async with AsyncFencedClient(url) as c: await c.create("f1", "Inbox")``.
+    """An asyncio client, with the calls of :class:`~fenced_client.client.FencedClient` awaited::
+
+        async with AsyncFencedClient(url) as c:
+            await c.append("ledger", "a1", [EventData("Opened", {"owner": "ann"})], "no_stream")
 
     Every write carries an Idempotency-Key (a fresh uuid4 unless given) and is retried on
     503 and on connection errors with that same key until ``deadline`` seconds passed
@@ -86,30 +94,48 @@ class AsyncFencedClient(BaseClient):
         """The resource's current state; :class:`~fenced_client.errors.NotFound` if it never existed."""
         return parse_resource(await self._call(resource_call(resource_type, resource_id)))
 
-    def events(self, resource_type: str, resource_id: str, page_size: int = 100) -> AsyncIterator[Event]:
-        """Every accepted event of the resource, oldest first, fetched ``page_size`` at a time."""
-        return self._events(resource_type, resource_id, check_page_size(page_size))
+    async def append(self, resource_type: str, resource_id: str, events: Sequence[EventData],
+                     expected_version: ExpectedVersion = "any", idempotency_key: str | None = None) -> CommandResult:
+        """Append ``events`` to an open stream (``FENCED_OPEN_TYPES``), all or none, if the stream
+        is at ``expected_version``; :class:`~fenced_client.errors.Conflict` (with
+        ``current_version``) if it is not. Retried like :meth:`send`, with one Idempotency-Key."""
+        return parse_command(await self._call(append_call(resource_type, resource_id, events, expected_version,
+                                                          idempotency_key)))
 
-    async def _events(self, resource_type: str, resource_id: str, page_size: int) -> AsyncIterator[Event]:
-        from_version: int | None = 1
-        while from_version is not None:
-            page = parse_events(await self._call(events_call(resource_type, resource_id, from_version, page_size)))
-            for event in page.events:
+    def read(self, resource_type: str, resource_id: str, *, from_version: int = 1, to_version: int | None = None,
+             order: Order = "asc", limit: int | None = None,
+             page_size: int = MAX_PAGE_SIZE) -> AsyncIterator[Event]:
+        """The accepted events with versions ``from_version … to_version`` (the stream's version if
+        None), oldest first (``order="asc"``) or newest first (``"desc"``), at most ``limit`` of them,
+        fetched ``page_size`` at a time. :class:`~fenced_client.errors.NotFound` if the stream has
+        no event. Arguments are checked at the call; requests go out as the iterator is consumed."""
+        return self._read(HistoryRead(resource_type, resource_id, from_version=from_version, to_version=to_version,
+                                      order=order, limit=limit, page_size=page_size))
+
+    async def _read(self, history: HistoryRead) -> AsyncIterator[Event]:
+        while (call := history.next_call()) is not None:
+            for event in history.take(parse_events(await self._call(call))):
                 yield event
-            from_version = page.next_from_version
 
+    def events(self, resource_type: str, resource_id: str, page_size: int = 100) -> AsyncIterator[Event]:
+        """Every accepted event of the resource, oldest first, fetched ``page_size`` at a time
+        (``read`` with its defaults)."""
+        return self.read(resource_type, resource_id, page_size=check_page_size(page_size))
+
+    @deprecated_folder_helper
     async def create(self, folder_id: str, name: str, parent_id: str | None = None, *,
                      idempotency_key: str | None = None) -> CommandResult:
-        data: dict[str, Any] = {"name": name}
-        if parent_id is not None:
-            data["parent_id"] = parent_id
-        return await self.send(FOLDERS, folder_id, "Create", data, None, idempotency_key)
+        """Deprecated: ``fenced_client.folders.AsyncFolders(client).create``."""
+        return await AsyncFolders(self).create(folder_id, name, parent_id, idempotency_key=idempotency_key)
 
+    @deprecated_folder_helper
     async def update(self, folder_id: str, name: str, expected_version: int | None = None, *,
                      idempotency_key: str | None = None) -> CommandResult:
-        return await self.send(FOLDERS, folder_id, "Update", {"name": name}, expected_version, idempotency_key)
+        """Deprecated: ``fenced_client.folders.AsyncFolders(client).update``."""
+        return await AsyncFolders(self).update(folder_id, name, expected_version, idempotency_key=idempotency_key)
 
+    @deprecated_folder_helper
     async def destroy(self, folder_id: str, expected_version: int | None = None, *,
                       idempotency_key: str | None = None) -> CommandResult:
-        return await self.send(FOLDERS, folder_id, "Destroy", {}, expected_version, idempotency_key)
-
+        """Deprecated: ``fenced_client.folders.AsyncFolders(client).destroy``."""
+        return await AsyncFolders(self).destroy(folder_id, expected_version, idempotency_key=idempotency_key)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from typing import ParamSpec, TypeVar
 
 from fenced_client.protocol import Call
 from fenced_client.retry import Attempts, RetryPolicy
@@ -20,7 +23,22 @@ def base_headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict
     if api_key is not None:
         out["Authorization"] = f"Bearer {api_key}"
     return {**out, **(headers or {})}
-FOLDERS = "folders"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def deprecated_folder_helper(method: Callable[P, R]) -> Callable[P, R]:
+    """The clients' old folder methods: they still work, with a DeprecationWarning that points
+    at :mod:`fenced_client.folders` (an async one warns when called, before it is awaited)."""
+    wrapper = "AsyncFolders" if "Async" in method.__qualname__ else "Folders"
+
+    @functools.wraps(method)
+    def warn(*args: P.args, **kwargs: P.kwargs) -> R:
+        warnings.warn(f"{method.__qualname__} is deprecated: use fenced_client.folders.{wrapper}(client)."
+                      f"{method.__name__}, or send(\"folders\", id, ...)", DeprecationWarning, stacklevel=2)
+        return method(*args, **kwargs)
+    return warn
 
 
 class BaseClient:

@@ -10,14 +10,19 @@ from typing import Any, Self
 
 import httpx
 
-from fenced_client.base import DEFAULT_URL, FOLDERS, BaseClient, base_headers
-from fenced_client.models import CommandResult, Event, Resource
+from fenced_client.base import DEFAULT_URL, BaseClient, base_headers, deprecated_folder_helper
+from fenced_client.folders import Folders
+from fenced_client.models import CommandResult, Event, EventData, Resource
 from fenced_client.protocol import (
+    MAX_PAGE_SIZE,
     Call,
+    ExpectedVersion,
+    HistoryRead,
+    Order,
+    append_call,
     check_page_size,
     command_call,
     error_of,
-    events_call,
     parse_command,
     parse_events,
     parse_resource,
@@ -26,7 +31,11 @@ from fenced_client.protocol import (
 
 
 class FencedClient(BaseClient):
-    """A blocking client: ``with FencedClient("http://127.0.0.1:8000") as c: c.create("f1", "Inbox")``.
+    """A blocking client of the generic API: ``send`` (commands), ``append`` (open streams),
+    ``read`` (histories), ``get`` (state)::
+
+        with FencedClient("http://127.0.0.1:8000") as c:
+            c.send("folders", "f1", "Create", {"name": "Inbox"})
 
     Every write carries an Idempotency-Key (a fresh uuid4 unless given) and is retried on
     503 and on connection errors with that same key until ``deadline`` seconds passed
@@ -84,29 +93,46 @@ class FencedClient(BaseClient):
         """The resource's current state; :class:`~fenced_client.errors.NotFound` if it never existed."""
         return parse_resource(self._call(resource_call(resource_type, resource_id)))
 
+    def append(self, resource_type: str, resource_id: str, events: Sequence[EventData],
+               expected_version: ExpectedVersion = "any", idempotency_key: str | None = None) -> CommandResult:
+        """Append ``events`` to an open stream (``FENCED_OPEN_TYPES``), all or none, if the stream
+        is at ``expected_version``; :class:`~fenced_client.errors.Conflict` (with
+        ``current_version``) if it is not. Retried like :meth:`send`, with one Idempotency-Key."""
+        return parse_command(self._call(append_call(resource_type, resource_id, events, expected_version,
+                                                    idempotency_key)))
+
+    def read(self, resource_type: str, resource_id: str, *, from_version: int = 1, to_version: int | None = None,
+             order: Order = "asc", limit: int | None = None, page_size: int = MAX_PAGE_SIZE) -> Iterator[Event]:
+        """The accepted events with versions ``from_version … to_version`` (the stream's version if
+        None), oldest first (``order="asc"``) or newest first (``"desc"``), at most ``limit`` of them,
+        fetched ``page_size`` at a time. :class:`~fenced_client.errors.NotFound` if the stream has
+        no event. Arguments are checked at the call; requests go out as the iterator is consumed."""
+        return self._read(HistoryRead(resource_type, resource_id, from_version=from_version, to_version=to_version,
+                                      order=order, limit=limit, page_size=page_size))
+
+    def _read(self, history: HistoryRead) -> Iterator[Event]:
+        while (call := history.next_call()) is not None:
+            yield from history.take(parse_events(self._call(call)))
+
     def events(self, resource_type: str, resource_id: str, page_size: int = 100) -> Iterator[Event]:
-        """Every accepted event of the resource, oldest first, fetched ``page_size`` at a time."""
-        return self._events(resource_type, resource_id, check_page_size(page_size))
+        """Every accepted event of the resource, oldest first, fetched ``page_size`` at a time
+        (``read`` with its defaults)."""
+        return self.read(resource_type, resource_id, page_size=check_page_size(page_size))
 
-    def _events(self, resource_type: str, resource_id: str, page_size: int) -> Iterator[Event]:
-        from_version: int | None = 1
-        while from_version is not None:
-            page = parse_events(self._call(events_call(resource_type, resource_id, from_version, page_size)))
-            yield from page.events
-            from_version = page.next_from_version
-
+    @deprecated_folder_helper
     def create(self, folder_id: str, name: str, parent_id: str | None = None, *,
                idempotency_key: str | None = None) -> CommandResult:
-        data: dict[str, Any] = {"name": name}
-        if parent_id is not None:
-            data["parent_id"] = parent_id
-        return self.send(FOLDERS, folder_id, "Create", data, None, idempotency_key)
+        """Deprecated: ``fenced_client.folders.Folders(client).create``."""
+        return Folders(self).create(folder_id, name, parent_id, idempotency_key=idempotency_key)
 
+    @deprecated_folder_helper
     def update(self, folder_id: str, name: str, expected_version: int | None = None, *,
                idempotency_key: str | None = None) -> CommandResult:
-        return self.send(FOLDERS, folder_id, "Update", {"name": name}, expected_version, idempotency_key)
+        """Deprecated: ``fenced_client.folders.Folders(client).update``."""
+        return Folders(self).update(folder_id, name, expected_version, idempotency_key=idempotency_key)
 
+    @deprecated_folder_helper
     def destroy(self, folder_id: str, expected_version: int | None = None, *,
                 idempotency_key: str | None = None) -> CommandResult:
-        return self.send(FOLDERS, folder_id, "Destroy", {}, expected_version, idempotency_key)
-
+        """Deprecated: ``fenced_client.folders.Folders(client).destroy``."""
+        return Folders(self).destroy(folder_id, expected_version, idempotency_key=idempotency_key)

@@ -19,7 +19,8 @@ class EventRef:
 
 @dataclass(frozen=True)
 class CommandResult:
-    """A command the log accepted (201). A replayed Idempotency-Key returns the same result."""
+    """A command or an append the log accepted (201): ``version`` is the resource's version
+    after it. A replayed Idempotency-Key returns the same result."""
 
     command_id: str
     version: int
@@ -38,9 +39,18 @@ class Resource:
     etag: str | None = None
 
 
+JSON = "application/json"
+OCTET_STREAM = "application/octet-stream"
+
+
 @dataclass(frozen=True)
 class Event:
-    """One accepted event of a resource's history, oldest first."""
+    """One accepted event of a resource's history.
+
+    A JSON event has its object in ``data`` and ``data_bytes`` None; a binary event (sent as
+    ``data_base64``) has its bytes in ``data_bytes``, ``data`` empty, and the content type the
+    writer gave in ``datacontenttype``.
+    """
 
     version: int
     type: str
@@ -49,9 +59,42 @@ class Event:
     offset: int
     command: str
     time: str
+    datacontenttype: str = JSON
+    data_bytes: bytes | None = None
 
 
 @dataclass(frozen=True)
 class EventPage:
+    """One page of a history: ``next_from_version`` (oldest first) or ``next_to_version``
+    (newest first) says where the next page starts, None on the last one."""
+
     events: tuple[Event, ...]
     next_from_version: int | None
+    next_to_version: int | None = None
+
+
+@dataclass(frozen=True)
+class EventData:
+    """An event to append to an open stream (:meth:`FencedClient.append`).
+
+    Give JSON data as ``data`` (a mapping, ``{}`` if neither is given) or bytes as
+    ``data_bytes`` (sent as ``data_base64`` with ``datacontenttype``, by default
+    application/octet-stream), not both. ``id`` becomes the record's ``ce_id`` (default: a
+    UUID the server makes).
+    """
+
+    type: str
+    data: Mapping[str, Any] | None = None
+    data_bytes: bytes | None = None
+    datacontenttype: str | None = None
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.type:
+            raise ValueError("an event needs a type")
+        if self.data is not None and self.data_bytes is not None:
+            raise ValueError("give data (JSON) or data_bytes (binary), not both")
+        if self.data_bytes is not None and not isinstance(self.data_bytes, bytes | bytearray | memoryview):
+            raise TypeError(f"data_bytes must be bytes, not {type(self.data_bytes).__name__}")
+        if self.datacontenttype is not None and self.data_bytes is None and self.datacontenttype != JSON:
+            raise ValueError("a datacontenttype other than application/json needs data_bytes")

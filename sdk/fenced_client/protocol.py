@@ -2,27 +2,34 @@
 
 Both clients (sync and async) send these :class:`Call` values and read the answers with
 :func:`parse_command`, :func:`parse_resource` and :func:`parse_events`, so the two differ
-only in how they wait.
+only in how they wait. :class:`HistoryRead` is the paging of a history read, also without I/O.
 """
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
 
 from fenced_client.errors import FencedError, from_problem
-from fenced_client.models import CommandResult, Event, EventPage, EventRef, Resource
+from fenced_client.models import JSON, OCTET_STREAM, CommandResult, Event, EventData, EventPage, EventRef, Resource
 
 MAX_PAGE_SIZE = 1000
 """The API's largest ``limit`` for one page of events."""
+
+ExpectedVersion = int | Literal["any", "no_stream", "exists"]
+"""What an append expects of its stream: ``"any"`` (no check), ``"no_stream"`` (no event yet),
+``"exists"`` (one at least) or an exact version (0 is no event yet)."""
+
+Order = Literal["asc", "desc"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,7 @@ class Call:
     method: str
     path: str
     json: Mapping[str, Any] | None = None
-    params: Mapping[str, int] = field(default_factory=dict)
+    params: Mapping[str, int | str] = field(default_factory=dict)
     idempotency_key: str | None = None
 
     @property
@@ -73,15 +80,101 @@ def resource_call(resource_type: str, resource_id: str) -> Call:
     return Call("GET", resource_path(resource_type, resource_id))
 
 
-def events_call(resource_type: str, resource_id: str, from_version: int, limit: int) -> Call:
-    return Call("GET", f"{resource_path(resource_type, resource_id)}/events",
-                params={"from_version": from_version, "limit": limit})
+def check_expected_version(expected_version: ExpectedVersion) -> ExpectedVersion:
+    if isinstance(expected_version, bool) or not (
+            expected_version in ("any", "no_stream", "exists")
+            or (isinstance(expected_version, int) and expected_version >= 0)):
+        raise ValueError(f"expected_version must be 'any', 'no_stream', 'exists' or an int >= 0, "
+                         f"not {expected_version!r}")
+    return expected_version
+
+
+def event_body(event: EventData) -> dict[str, Any]:
+    """An event of an append as the API takes it: ``data``, or ``data_base64`` with its
+    ``datacontenttype``."""
+    body: dict[str, Any] = {"type": event.type}
+    if event.data_bytes is not None:
+        body["data_base64"] = base64.b64encode(bytes(event.data_bytes)).decode("ascii")
+        body["datacontenttype"] = event.datacontenttype or OCTET_STREAM
+    else:
+        body["data"] = dict(event.data or {})
+    if event.id is not None:
+        body["id"] = event.id
+    return body
+
+
+def append_call(resource_type: str, resource_id: str, events: Sequence[EventData],
+                expected_version: ExpectedVersion, idempotency_key: str | None) -> Call:
+    if isinstance(events, EventData):
+        raise TypeError("events must be a sequence of EventData; wrap one event in a list")
+    if not events:
+        raise ValueError("an append needs one event at least")
+    for e in events:
+        if not isinstance(e, EventData):
+            raise TypeError(f"events must be EventData values, not {type(e).__name__}")
+    body = {"expected_version": check_expected_version(expected_version),
+            "events": [event_body(e) for e in events]}
+    return Call("POST", f"{resource_path(resource_type, resource_id)}/events", body,
+                idempotency_key=idempotency_key or new_idempotency_key())
 
 
 def check_page_size(page_size: int) -> int:
     if not 1 <= page_size <= MAX_PAGE_SIZE:
         raise ValueError(f"page_size must be 1 to {MAX_PAGE_SIZE}")
     return page_size
+
+
+class HistoryRead:
+    """The pages of one history read, without I/O: :meth:`next_call` is the request of the next
+    page (None when done), :meth:`take` the events of an answer, counted against ``limit``.
+
+    Oldest first, pages go up from ``from_version`` by ``next_from_version``; newest first,
+    down from ``to_version`` (the stream's version if None) by ``next_to_version``.
+    """
+
+    def __init__(self, resource_type: str, resource_id: str, *, from_version: int = 1,
+                 to_version: int | None = None, order: Order = "asc", limit: int | None = None,
+                 page_size: int = MAX_PAGE_SIZE) -> None:
+        if isinstance(from_version, bool) or not isinstance(from_version, int) or from_version < 1:
+            raise ValueError(f"from_version must be an int >= 1, not {from_version!r}")
+        if to_version is not None and (isinstance(to_version, bool) or not isinstance(to_version, int)
+                                       or to_version < 0):
+            raise ValueError(f"to_version must be an int >= 0 or None, not {to_version!r}")
+        if order not in ("asc", "desc"):
+            raise ValueError(f"order must be 'asc' or 'desc', not {order!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be an int >= 0 or None, not {limit!r}")
+        self.path = f"{resource_path(resource_type, resource_id)}/events"
+        self.order = order
+        self.page_size = check_page_size(page_size)
+        self.remaining = limit
+        self.from_version: int | None = from_version
+        self.to_version = to_version
+        if limit == 0 or (to_version is not None and to_version < from_version):
+            self.from_version = None  # nothing to read: the API takes no to_version of 0
+
+    def next_call(self) -> Call | None:
+        if self.from_version is None or self.remaining == 0:
+            return None
+        size = self.page_size if self.remaining is None else min(self.page_size, self.remaining)
+        params: dict[str, int | str] = {"from_version": self.from_version, "limit": size}
+        if self.to_version is not None:
+            params["to_version"] = self.to_version
+        if self.order == "desc":
+            params["order"] = "desc"
+        return Call("GET", self.path, params=params)
+
+    def take(self, page: EventPage) -> tuple[Event, ...]:
+        events = page.events if self.remaining is None else page.events[:self.remaining]
+        if self.remaining is not None:
+            self.remaining -= len(events)
+        if self.order == "asc":
+            self.from_version = page.next_from_version
+        elif page.next_to_version is None:
+            self.from_version = None
+        else:
+            self.to_version = page.next_to_version
+        return events
 
 
 def retry_after(response: httpx.Response, now: float | None = None) -> float | None:
@@ -126,6 +219,7 @@ def _invalid(response: httpx.Response, e: Exception) -> FencedError:
 
 
 def parse_command(response: httpx.Response) -> CommandResult:
+    """The answer of a command or an append (201)."""
     body = _body(response)
     try:
         return CommandResult(str(body["command_id"]), int(body["version"]),
@@ -144,13 +238,29 @@ def parse_resource(response: httpx.Response) -> Resource:
         raise _invalid(response, e) from e
 
 
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def parse_event(e: Mapping[str, Any]) -> Event:
+    """One event of a history: JSON ``data``, or ``data_base64`` (an answer without
+    ``datacontenttype`` is JSON: servers before binary data sent none)."""
+    raw = e.get("data_base64")
+    if raw is not None:
+        data: dict[str, Any] = {}
+        data_bytes: bytes | None = base64.b64decode(raw, validate=True)
+        content_type = str(e.get("datacontenttype") or OCTET_STREAM)
+    else:
+        data, data_bytes = dict(e.get("data") or {}), None
+        content_type = str(e.get("datacontenttype") or JSON)
+    return Event(int(e["version"]), str(e["type"]), data, int(e["partition"]), int(e["offset"]),
+                 str(e["command"]), str(e["time"]), content_type, data_bytes)
+
+
 def parse_events(response: httpx.Response) -> EventPage:
     body = _body(response)
     try:
-        nxt = body["next_from_version"]
-        return EventPage(
-            tuple(Event(int(e["version"]), str(e["type"]), dict(e["data"]), int(e["partition"]),
-                        int(e["offset"]), str(e["command"]), str(e["time"])) for e in body["events"]),
-            None if nxt is None else int(nxt))
-    except (KeyError, TypeError, ValueError) as e:
+        return EventPage(tuple(parse_event(e) for e in body["events"]),
+                         _optional_int(body.get("next_from_version")), _optional_int(body.get("next_to_version")))
+    except (KeyError, TypeError, ValueError) as e:  # binascii.Error is a ValueError
         raise _invalid(response, e) from e

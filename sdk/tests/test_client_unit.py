@@ -31,6 +31,7 @@ from fenced_client import (
 )
 from fenced_client.consumer import AcceptedEvents
 from fenced_client.errors import from_problem
+from fenced_client.folders import AsyncFolders, Folders
 from fenced_client.protocol import retry_after
 from fenced_client.retry import Attempts, RetryPolicy
 
@@ -120,7 +121,7 @@ def test_4xx_and_500_map_to_their_error_and_are_sent_once(answer: httpx.Response
     t = FakeTime()
     rec = Recorder(answer)
     with client(rec, t) as c, pytest.raises(FencedError) as info:
-        c.update("f1", "n", idempotency_key="key-1")
+        Folders(c).update("f1", "n", idempotency_key="key-1")
     err = info.value
     assert type(err) is cls
     assert err.status == status
@@ -133,7 +134,7 @@ def test_4xx_and_500_map_to_their_error_and_are_sent_once(answer: httpx.Response
 def test_conflict_carries_current_version_and_a_useful_repr() -> None:
     rec = Recorder(problem(409, "Conflict", "expected version 1, the resource is at 4", current_version=4))
     with client(rec, FakeTime()) as c, pytest.raises(Conflict) as info:
-        c.update("f1", "n", expected_version=1, idempotency_key="abc")
+        Folders(c).update("f1", "n", expected_version=1, idempotency_key="abc")
     assert info.value.current_version == 4
     assert info.value.detail == "expected version 1, the resource is at 4"
     assert repr(info.value) == ("Conflict(status=409, title='Conflict', detail='expected version 1, the resource "
@@ -175,7 +176,7 @@ def test_503_is_retried_with_the_same_idempotency_key() -> None:
     t = FakeTime()
     rec = Recorder(problem(503, "Busy", retry=1), problem(503, "Outcome unknown", retry=1), created())
     with client(rec, t) as c:
-        result = c.create("f1", "Inbox")
+        result = Folders(c).create("f1", "Inbox")
     assert result == CommandResult("k", 1, (EventRef("FolderCreated", 1, 3, 7),))
     assert len(rec.requests) == 3
     key = rec.keys[0]
@@ -188,8 +189,8 @@ def test_503_is_retried_with_the_same_idempotency_key() -> None:
 def test_each_command_gets_its_own_key_unless_one_is_given() -> None:
     rec = Recorder(created())
     with client(rec, FakeTime()) as c:
-        c.update("f1", "a")
-        c.update("f1", "b")
+        Folders(c).update("f1", "a")
+        Folders(c).update("f1", "b")
         c.send("folders", "f1", "Update", {"name": "c"}, idempotency_key="mine")
     assert rec.keys[0] != rec.keys[1]
     assert rec.keys[2] == "mine"
@@ -199,7 +200,7 @@ def test_retry_after_is_a_minimum_sleep() -> None:
     t = FakeTime()
     rec = Recorder(problem(503, "Busy", retry=4), problem(503, "Busy", retry=2), created())
     with client(rec, t, backoff_base=0.01, backoff_cap=0.02) as c:
-        c.destroy("f1")
+        Folders(c).destroy("f1")
     assert len(t.sleeps) == 2
     assert t.sleeps[0] >= 4
     assert t.sleeps[1] >= 2
@@ -232,7 +233,7 @@ def test_deadline_bounds_retries_and_sleeps() -> None:
     rec = Recorder(slow_busy)
     start = t.now
     with client(rec, t, deadline=5.0) as c, pytest.raises(Busy) as info:
-        c.update("f1", "n")
+        Folders(c).update("f1", "n")
     assert t.now - start <= 5.0, "never sleeps past the deadline"
     assert 2 <= len(rec.requests) <= 5
     assert len(set(rec.keys)) == 1
@@ -245,7 +246,7 @@ def test_deadline_bounds_retries_and_sleeps() -> None:
 def test_attempt_timeout_is_capped_by_the_deadline() -> None:
     rec = Recorder(created())
     with client(rec, FakeTime(), deadline=3.0, attempt_timeout=15.0) as c:
-        c.create("f1", "n")
+        Folders(c).create("f1", "n")
     assert rec.requests[0].extensions["timeout"]["read"] == pytest.approx(3.0)
 
 
@@ -259,7 +260,7 @@ def test_connection_refused_fails_over_to_the_next_replica_with_the_same_key() -
 
     rec = Recorder(by_host)
     with client(rec, t, urls=["http://down.test", "http://up.test/"]) as c:
-        assert c.create("f1", "n").version == 1
+        assert Folders(c).create("f1", "n").version == 1
     assert [r.url.host for r in rec.requests] == ["down.test", "up.test"]
     assert str(rec.requests[1].url) == "http://up.test/v1/folders/f1/commands"
     assert rec.keys[0] == rec.keys[1]
@@ -269,7 +270,7 @@ def test_never_connecting_is_busy_not_outcome_unknown() -> None:
     """A request that never left cannot have landed."""
     rec = Recorder(httpx.ConnectError("connection refused"))
     with client(rec, FakeTime(), deadline=2.0) as c, pytest.raises(Busy) as info:
-        c.update("f1", "n")
+        Folders(c).update("f1", "n")
     assert type(info.value) is Busy
     assert info.value.status is None
     assert info.value.title == "Unavailable"
@@ -286,7 +287,7 @@ def test_lost_answer_until_the_deadline_is_outcome_unknown() -> None:
 
     rec = Recorder(times_out)
     with client(rec, t, deadline=4.0, attempt_timeout=1.5) as c, pytest.raises(OutcomeUnknown) as info:
-        c.update("f1", "n", idempotency_key="kk")
+        Folders(c).update("f1", "n", idempotency_key="kk")
     assert info.value.retriable
     assert info.value.idempotency_key == "kk"
     assert isinstance(info.value.__cause__, httpx.ReadTimeout)
@@ -297,7 +298,7 @@ def test_busy_after_a_lost_answer_is_still_outcome_unknown() -> None:
     """The first attempt may have landed: giving up later on 503 Busy must not say "not applied"."""
     rec = Recorder(httpx.RemoteProtocolError("server disconnected"), problem(503, "Busy", retry=1))
     with client(rec, FakeTime(), deadline=3.0) as c, pytest.raises(OutcomeUnknown) as info:
-        c.update("f1", "n")
+        Folders(c).update("f1", "n")
     assert "may have been applied" in info.value.detail
     assert info.value.status == 503
 
@@ -305,7 +306,7 @@ def test_busy_after_a_lost_answer_is_still_outcome_unknown() -> None:
 def test_a_4xx_after_retries_is_raised_as_is() -> None:
     rec = Recorder(problem(503, "Busy", retry=1), problem(410, "Gone", "the folder was destroyed"))
     with client(rec, FakeTime()) as c, pytest.raises(Gone):
-        c.update("f1", "n")
+        Folders(c).update("f1", "n")
     assert len(rec.requests) == 2
 
 
@@ -363,21 +364,21 @@ def test_ids_are_one_path_segment_even_dot_segments(resource_id: str, raw: bytes
     """The API accepts the ids "." and ".."; sent literally, URL normalisation would drop them."""
     rec = Recorder(created())
     with client(rec, FakeTime()) as c:
-        c.create(resource_id, "n")
+        Folders(c).create(resource_id, "n")
     assert rec.requests[0].url.raw_path == raw + b"/commands"
 
 
 def test_a_201_with_an_unexpected_body_is_a_fenced_error() -> None:
     with client(Recorder(httpx.Response(201, json={"version": 1})), FakeTime()) as c, \
             pytest.raises(FencedError, match="unexpected answer shape"):
-        c.create("f1", "n")
+        Folders(c).create("f1", "n")
 
 
 def test_create_with_parent_and_destroy_with_expected_version() -> None:
     rec = Recorder(created())
     with client(rec, FakeTime()) as c:
-        c.create("f2", "child", parent_id="f1")
-        c.destroy("f2", expected_version=1)
+        Folders(c).create("f2", "child", parent_id="f1")
+        Folders(c).destroy("f2", expected_version=1)
     assert [json.loads(r.content) for r in rec.requests] == [
         {"name": "Create", "data": {"name": "child", "parent_id": "f1"}},
         {"name": "Destroy", "data": {}, "expected_version": 1}]
@@ -389,9 +390,9 @@ async def test_async_client_retries_with_the_same_key_and_maps_errors() -> None:
     t = FakeTime()
     rec = Recorder(problem(503, "Busy", retry=2), created(), problem(409, "Conflict", current_version=1))
     async with aclient(rec, t) as c:
-        assert (await c.create("f1", "n")).version == 1
+        assert (await AsyncFolders(c).create("f1", "n")).version == 1
         with pytest.raises(Conflict) as info:
-            await c.create("f1", "n")
+            await AsyncFolders(c).create("f1", "n")
     assert info.value.current_version == 1
     assert rec.keys[0] == rec.keys[1] != rec.keys[2]
     assert t.sleeps and t.sleeps[0] >= 2
@@ -401,7 +402,7 @@ async def test_async_client_deadline_and_pagination() -> None:
     t = FakeTime()
     async with aclient(Recorder(problem(503, "Outcome unknown", retry=1)), t, deadline=3.0) as c:
         with pytest.raises(OutcomeUnknown):
-            await c.update("f1", "n")
+            await AsyncFolders(c).update("f1", "n")
     assert sum(t.sleeps) <= 3.0
     async with aclient(Recorder(history(7)), FakeTime()) as c:
         versions = [e.version async for e in c.events("folders", "f1", page_size=3)]

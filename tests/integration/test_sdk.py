@@ -20,6 +20,7 @@ from fenced_client import (
     NotFound,
 )
 from fenced_client.consumer import AcceptedEvents, ConsumedEvent
+from fenced_client.folders import AsyncFolders, Folders
 from fenced_client.rule import Verdict
 from fenced_client.wire import encode_value, event_headers, partition_for
 
@@ -33,19 +34,20 @@ def fid() -> str:
 def test_folder_lifecycle_with_the_sync_client(stack: Stack) -> None:
     folder = fid()
     with FencedClient(stack.urls) as c:
-        created = c.create(folder, "Inbox", parent_id="root")
+        folders = Folders(c)
+        created = folders.create(folder, "Inbox", parent_id="root")
         assert created.version == 1
         assert [e.type for e in created.events] == ["FolderCreated"]
         assert created.events[0].partition == partition_for(folder, stack.settings.partitions)
-        updated = c.update(folder, "Archive", expected_version=1)
+        updated = folders.update(folder, "Archive", expected_version=1)
         assert updated.version == 2
         r = c.get("folders", folder)
         assert (r.version, r.destroyed, r.state["name"], r.state["parent_id"], r.etag) == \
             (2, False, "Archive", "root", '"2"')
-        assert c.destroy(folder, expected_version=2).version == 3
+        assert folders.destroy(folder, expected_version=2).version == 3
         assert c.get("folders", folder).destroyed
         with pytest.raises(Gone) as gone:
-            c.update(folder, "late")
+            folders.update(folder, "late")
         assert gone.value.status == 410
         assert not gone.value.retriable
         assert [(e.version, e.type) for e in c.events("folders", folder)] == [
@@ -55,31 +57,32 @@ def test_folder_lifecycle_with_the_sync_client(stack: Stack) -> None:
 def test_typed_errors(stack: Stack) -> None:
     folder = fid()
     with FencedClient(stack.urls[1]) as c:
+        folders = Folders(c)
         with pytest.raises(NotFound):
             c.get("folders", folder)
         with pytest.raises(NotFound):
-            c.update(folder, "never created")
+            folders.update(folder, "never created")
         with pytest.raises(NotFound):
             next(c.events("folders", folder))
         with pytest.raises(NotFound):
             c.send("no-such-type", folder, "Create", {"name": "x"})
         with pytest.raises(InvalidInput) as empty:
-            c.create(folder, "   ")
+            folders.create(folder, "   ")
         assert empty.value.status == 422
         with pytest.raises(InvalidInput):
             c.send("folders", folder, "Rename", {"name": "x"})
         with pytest.raises(InvalidInput):
             c.send("folders", folder, "Create", {"name": "x"}, idempotency_key="not a valid key")
         with pytest.raises(InvalidInput) as too_big:
-            c.create(folder, "x" * 70_000)
+            folders.create(folder, "x" * 70_000)
         assert too_big.value.status == 413
-        c.create(folder, "Inbox")
+        folders.create(folder, "Inbox")
         with pytest.raises(Conflict) as exists:
-            c.create(folder, "Inbox again")
+            folders.create(folder, "Inbox again")
         assert exists.value.current_version == 1
-        c.update(folder, "v2")
+        folders.update(folder, "v2")
         with pytest.raises(Conflict) as stale:
-            c.update(folder, "v3", expected_version=1)
+            folders.update(folder, "v3", expected_version=1)
         assert stale.value.current_version == 2
         assert c.get("folders", folder).version == 2, "refused commands append nothing"
 
@@ -87,18 +90,19 @@ def test_typed_errors(stack: Stack) -> None:
 async def test_async_client_and_pagination(stack: Stack) -> None:
     folder = fid()
     async with AsyncFencedClient(stack.urls) as c:
-        await c.create(folder, "n0")
+        folders = AsyncFolders(c)
+        await folders.create(folder, "n0")
         for i in range(1, 23):
-            assert (await c.update(folder, f"n{i}", expected_version=i)).version == i + 1
+            assert (await folders.update(folder, f"n{i}", expected_version=i)).version == i + 1
         paged = [e async for e in c.events("folders", folder, page_size=5)]
         whole = [e async for e in c.events("folders", folder, page_size=1000)]
         assert paged == whole
         assert [e.version for e in paged] == list(range(1, 24))
         assert [e.data["name"] for e in paged] == [f"n{i}" for i in range(23)]
         assert (await c.get("folders", folder)).state["name"] == "n22"
-        await c.destroy(folder)
+        await folders.destroy(folder)
         with pytest.raises(Gone):
-            await c.destroy(folder)
+            await folders.destroy(folder)
 
 
 def test_same_idempotency_key_applies_once(stack: Stack) -> None:
@@ -106,23 +110,25 @@ def test_same_idempotency_key_applies_once(stack: Stack) -> None:
     folder = fid()
     key = uuid.uuid4().hex
     with FencedClient(stack.urls[0]) as a, FencedClient(stack.urls[1]) as b:
-        a.create(folder, "Inbox")
-        first = a.update(folder, "Renamed", idempotency_key=key)
-        again = b.update(folder, "Renamed", idempotency_key=key)
+        fa, fb = Folders(a), Folders(b)
+        fa.create(folder, "Inbox")
+        first = fa.update(folder, "Renamed", idempotency_key=key)
+        again = fb.update(folder, "Renamed", idempotency_key=key)
         assert again == first
         assert first.command_id == key
         history = list(a.events("folders", folder))
         assert [e.command for e in history].count(key) == 1
         assert [e.version for e in history] == [1, 2]
         with pytest.raises(InvalidInput, match="different request"):
-            b.update(folder, "Something else", idempotency_key=key)
+            fb.update(folder, "Something else", idempotency_key=key)
 
 
 def test_retry_fails_over_from_a_dead_replica(stack: Stack) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     folder = fid()
     with FencedClient([dead, stack.urls[0]], deadline=20) as c:
-        assert c.create(folder, "Inbox").version == 1
+        folders = Folders(c)
+        assert folders.create(folder, "Inbox").version == 1
         assert c.get("folders", folder).version == 1
 
 
@@ -156,13 +162,14 @@ async def collect(events: AcceptedEvents, folder: str, last_version: int, timeou
 async def test_accepted_events_yields_exactly_the_accepted_history(stack: Stack) -> None:
     folder = fid()
     async with AsyncFencedClient(stack.urls) as c:
-        await c.create(folder, "Inbox")
-        await c.update(folder, "Work")
+        folders = AsyncFolders(c)
+        await folders.create(folder, "Inbox")
+        await folders.update(folder, "Work")
         zombie = await forge_stale_update(stack, folder, version=3)
-        await c.update(folder, "Done", expected_version=2)
+        await folders.update(folder, "Done", expected_version=2)
         with pytest.raises(Conflict):
-            await c.update(folder, "refused", expected_version=2)
-        last = await c.destroy(folder)
+            await folders.update(folder, "refused", expected_version=2)
+        last = await folders.destroy(folder)
         assert last.version == 4
         expected = [e async for e in c.events("folders", folder)]
     assert zombie not in {e.command for e in expected}
@@ -200,11 +207,12 @@ async def test_raw_http_and_sdk_agree_on_problem_fields(stack: Stack) -> None:
     """The SDK reads current_version from the same problem+json a plain HTTP client sees."""
     folder = fid()
     async with AsyncFencedClient(stack.urls[0]) as c, httpx.AsyncClient(timeout=30) as raw:
-        await c.create(folder, "x")
+        folders = AsyncFolders(c)
+        await folders.create(folder, "x")
         r = await raw.post(f"{stack.urls[0]}/v1/folders/{folder}/commands",
                            json={"name": "Update", "data": {"name": "y"}, "expected_version": 0})
         assert r.status_code == 409
         assert r.headers["content-type"].startswith("application/problem+json")
         with pytest.raises(Conflict) as info:
-            await c.update(folder, "y", expected_version=0)
+            await folders.update(folder, "y", expected_version=0)
         assert info.value.current_version == r.json()["current_version"] == 1

@@ -290,11 +290,11 @@ def test_the_sdk_sends_its_api_key_and_maps_401_and_403(secure: Stack, keys: Key
 
     rid = fid()
     with FencedClient(secure.urls, api_key=keys.acme, deadline=10) as c:
-        assert c.create(rid, "via sdk").version == 1
+        assert c.send("folders", rid, "Create", {"name": "via sdk"}).version == 1
         assert c.get("folders", rid).state["name"] == "via sdk"
     with FencedClient(secure.urls, deadline=10) as c, pytest.raises(Unauthorized):
         c.get("folders", rid)
     with FencedClient(secure.urls, api_key=keys.acme_reader, deadline=10) as c:
         assert c.get("folders", rid).version == 1
         with pytest.raises(Forbidden):
-            c.update(rid, "nope")
+            c.send("folders", rid, "Update", {"name": "nope"})
