@@ -42,7 +42,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+try:
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+except ImportError as e:  # the base install is the HTTP clients and the protocol only
+    raise ImportError("reading Kafka needs the kafka extra: pip install 'fenced-client[kafka]'") from e
 from aiokafka.consumer.fetcher import READ_UNCOMMITTED, PartitionRecords
 from aiokafka.errors import CorruptRecordException, KafkaError, RecordTooLargeError, UnsupportedCodecError
 from aiokafka.protocol.fetch import FetchRequest

@@ -35,8 +35,11 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-from aiokafka import TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+try:
+    from aiokafka import TopicPartition
+    from aiokafka.abc import ConsumerRebalanceListener
+except ImportError as e:  # the base install is the HTTP clients and the protocol only
+    raise ImportError("reading Kafka needs the kafka extra: pip install 'fenced-client[kafka]'") from e
 
 from fenced_client.batches import BatchSafeConsumer
 from fenced_client.domain import Decider
