@@ -6,6 +6,7 @@ and the projector of a real stack; bad plugins stop ``fenced serve`` with one cl
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -55,6 +56,38 @@ def test_an_unmodified_fenced_serves_the_orders_example(orders_stack: Stack) -> 
     # folders are still served beside it
     assert httpx.post(f"{url}/v1/folders/{oid}/commands", json={"name": "Create", "data": {"name": "x"}},
                       timeout=20).status_code == 201
+
+
+def test_the_sdk_and_its_consumer_find_the_plugin_by_name(orders_stack: Stack,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from fenced_client import FencedClient, Gone
+    from fenced_client.consumer import AcceptedEvents
+
+    oid = f"o-{uuid.uuid4().hex[:8]}"
+    with FencedClient(orders_stack.urls[0]) as c:
+        assert c.send("orders", oid, "Place", PLACE).version == 1
+        assert c.send("orders", oid, "Cancel").version == 2
+        with pytest.raises(Gone) as refused:
+            c.send("orders", oid, "Pay", {"amount": 700})
+        assert refused.value.current_version == 2
+        assert c.get("orders", oid).state["cancelled"] is True
+        assert [e.type for e in c.events("orders", oid)] == ["OrderPlaced", "OrderCancelled"]
+
+    async def consume() -> list[tuple[str, int, str]]:
+        got = []
+        async with AcceptedEvents(orders_stack.kafka.bootstrap, orders_stack.settings.topic("orders"),
+                                  orders_stack.settings.partitions, decider="orders",
+                                  stop_at_end=True) as events:
+            async for e in events:
+                if e.resource_id == oid:
+                    got.append((e.resource_id, e.version, e.type))
+        return got
+
+    # the consumer finds "orders" as the server does: FENCED_DECIDERS (here from the environment)
+    monkeypatch.setenv("FENCED_DECIDERS", PLUGIN["FENCED_DECIDERS"])
+    assert asyncio.run(consume()) == [(oid, 1, "OrderPlaced"), (oid, 2, "OrderCancelled")]
+    with pytest.raises(LookupError, match="no decider for resource type 'carts'"):
+        AcceptedEvents(orders_stack.kafka.bootstrap, "fenced.carts", 1, decider="carts")
 
 
 def test_fenced_verify_finds_the_plugin_the_same_way(orders_stack: Stack) -> None:
