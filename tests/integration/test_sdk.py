@@ -1,19 +1,27 @@
-"""The SDK against the real stack: two API replicas, the projector, Kafka and Redis."""
+"""The SDK against the real stack: two API replicas, the projector, Kafka and Redis.
+
+The stack serves ``folders`` (decided) and ``ledger`` (open: ``append`` and ``read``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from devstack import KafkaBroker, RedisServer
 from devstack.proc import free_port
 from devstack.stack import Stack
 from fenced_client import (
     AsyncFencedClient,
     Conflict,
+    EventData,
     FencedClient,
     Gone,
     InvalidInput,
@@ -25,6 +33,15 @@ from fenced_client.rule import Verdict
 from fenced_client.wire import encode_value, event_headers, partition_for
 
 pytestmark = pytest.mark.integration
+
+LEDGER = "ledger"
+
+
+@pytest.fixture(scope="module")
+def stack(workdir: Path, kafka: KafkaBroker, redis_server: RedisServer) -> Iterator[Stack]:
+    s = Stack(workdir / "stacks", kafka, redis_server, extra_env={"FENCED_OPEN_TYPES": LEDGER}).start()
+    yield s
+    s.stop()
 
 
 def fid() -> str:
@@ -216,3 +233,79 @@ async def test_raw_http_and_sdk_agree_on_problem_fields(stack: Stack) -> None:
         with pytest.raises(Conflict) as info:
             await folders.update(folder, "y", expected_version=0)
         assert info.value.current_version == r.json()["current_version"] == 1
+
+
+# --- open streams: append and read --------------------------------------------------------------
+
+def test_append_and_read_json_and_binary_events(stack: Stack) -> None:
+    stream = fid()
+    blob = bytes(range(256))
+    with FencedClient(stack.urls) as c:
+        first = c.append(LEDGER, stream, [EventData("Opened", {"owner": "ann"}, id="ev-1"),
+                                          EventData("Scanned", data_bytes=blob),
+                                          EventData("Photo", data_bytes=b"\x89PNG", datacontenttype="image/png")],
+                         "no_stream")
+        assert (first.version, [e.version for e in first.events]) == (3, [1, 2, 3])
+        assert len({e.partition for e in first.events}) == 1
+        assert [e.offset for e in first.events] == list(range(first.events[0].offset, first.events[0].offset + 3))
+        opened, scanned, photo = c.read(LEDGER, stream)
+        assert (opened.type, dict(opened.data), opened.data_bytes, opened.datacontenttype) == (
+            "Opened", {"owner": "ann"}, None, "application/json")
+        assert (scanned.data_bytes, dict(scanned.data), scanned.datacontenttype) == (
+            blob, {}, "application/octet-stream")
+        assert (photo.data_bytes, photo.datacontenttype) == (b"\x89PNG", "image/png")
+        assert opened.command == first.command_id
+        with pytest.raises(Conflict) as stale:
+            c.append(LEDGER, stream, [EventData("Credited", {"cents": 5})], expected_version=2)
+        assert stale.value.current_version == 3
+        with pytest.raises(Conflict) as exists:
+            c.append(LEDGER, stream, [EventData("Opened")], "no_stream")
+        assert exists.value.current_version == 3
+        assert c.append(LEDGER, stream, [EventData("Credited", {"cents": 5})], "exists").version == 4
+        assert c.append(LEDGER, stream, [EventData("Noted")]).version == 5
+        assert c.get(LEDGER, stream).version == 5
+        with pytest.raises(InvalidInput):
+            c.send(LEDGER, stream, "Append", {"events": []})
+        with pytest.raises(InvalidInput):
+            c.append("folders", stream, [EventData("FolderCreated", {"name": "x"})])
+
+
+def test_read_ranges_orders_limits_and_pages(stack: Stack) -> None:
+    stream = fid()
+    with FencedClient(stack.urls[0]) as c:
+        c.append(LEDGER, stream, [EventData("N", {"n": v}) for v in range(1, 31)], "no_stream")
+        c.append(LEDGER, stream, [EventData("N", {"n": v}) for v in range(31, 41)], 30)
+
+        def versions(**kw: Any) -> list[int]:
+            return [e.version for e in c.read(LEDGER, stream, **kw)]
+
+        assert versions() == list(range(1, 41))
+        assert versions(page_size=7) == list(range(1, 41))
+        assert versions(order="desc", page_size=7) == list(range(40, 0, -1))
+        assert versions(from_version=5, to_version=12) == list(range(5, 13))
+        assert versions(from_version=5, to_version=12, order="desc", page_size=3) == list(range(12, 4, -1))
+        assert versions(order="desc", limit=1) == [40]
+        assert versions(to_version=21, order="desc", limit=2) == [21, 20]
+        assert versions(from_version=31, limit=4, page_size=3) == [31, 32, 33, 34]
+        assert versions(from_version=41) == []
+        assert versions(from_version=9, to_version=8) == []
+        assert [e.data["n"] for e in c.read(LEDGER, stream, order="desc", limit=3)] == [40, 39, 38]
+        assert list(c.events(LEDGER, stream, page_size=9)) == list(c.read(LEDGER, stream))
+        with pytest.raises(NotFound, match="does not exist"):
+            list(c.read(LEDGER, fid()))
+
+
+async def test_async_append_read_and_a_retried_key(stack: Stack) -> None:
+    stream = fid()
+    key = uuid.uuid4().hex
+    async with AsyncFencedClient(stack.urls) as c:
+        one = await c.append(LEDGER, stream, [EventData("Opened", data_bytes=b"\x00")], "no_stream",
+                             idempotency_key=key)
+        again = await c.append(LEDGER, stream, [EventData("Opened", data_bytes=b"\x00")], "no_stream",
+                               idempotency_key=key)
+        assert again == one, "the same key and request answer the first result, not a 409"
+        assert (await c.append(LEDGER, stream, [EventData("Next")], 1)).version == 2
+        got = [(e.version, e.type, e.data_bytes) async for e in c.read(LEDGER, stream, order="desc")]
+        assert got == [(2, "Next", None), (1, "Opened", b"\x00")]
+        with pytest.raises(InvalidInput, match="different request"):
+            await c.append(LEDGER, stream, [EventData("Other")], "no_stream", idempotency_key=key)
