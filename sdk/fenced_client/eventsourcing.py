@@ -83,10 +83,10 @@ def _translate(e: FencedError, what: str) -> PersistenceError:
                                 f"Idempotency-Key {e.idempotency_key})")
     if isinstance(e, Busy | RateLimited | Unauthorized | Forbidden) or e.status is None:
         return OperationalError(text)
+    if isinstance(e, NotFound) or (isinstance(e, InvalidInput) and "is a decided type" in e.detail):
+        return ProgrammingError(f"{text} (FENCED_RESOURCE_TYPE must be one of the server's FENCED_OPEN_TYPES)")
     if isinstance(e, InvalidInput):
         return DataError(text)
-    if isinstance(e, NotFound):
-        return ProgrammingError(f"{text} (FENCED_RESOURCE_TYPE must be one of the server's FENCED_OPEN_TYPES)")
     return InternalError(text)
 
 

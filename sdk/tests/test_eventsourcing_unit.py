@@ -153,13 +153,17 @@ def test_client_errors_become_pep_249_errors(fake: FakeStreams) -> None:
         refused.insert_events([stored(uuid4(), 1, topic="m" * 201)])
 
 
-def test_invalid_input_is_a_data_error() -> None:
+def test_invalid_input_is_a_data_error_but_a_decided_type_a_programming_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(422, json={"title": "Invalid input", "detail": "resource id must be ..."})
+        detail = ("folders is a decided type: send commands to /v1/folders/{id}/commands"
+                  if "/folders/" in request.url.path else "resource id must be ...")
+        return httpx.Response(422, json={"title": "Invalid input", "detail": detail})
 
-    recorder = FencedAggregateRecorder(FencedClient(URL, transport=httpx.MockTransport(handler)), TYPE)
+    client = FencedClient(URL, transport=httpx.MockTransport(handler))
     with pytest.raises(DataError, match="resource id"):
-        recorder.insert_events([stored("not/valid", 1)])
+        FencedAggregateRecorder(client, TYPE).insert_events([stored("not/valid", 1)])
+    with pytest.raises(ProgrammingError, match="FENCED_OPEN_TYPES"):
+        FencedAggregateRecorder(client, "folders").insert_events([stored(uuid4(), 1)])
 
 
 def test_tracking_is_not_supported(recorder: FencedAggregateRecorder) -> None:
