@@ -62,7 +62,7 @@ from fenced_client.errors import (
     RateLimited,
     Unauthorized,
 )
-from fenced_client.models import EventData
+from fenced_client.models import Event, EventData
 from fenced_client.protocol import MAX_PAGE_SIZE, ExpectedVersion, new_idempotency_key
 
 MAX_TYPE_LENGTH = 200
@@ -157,8 +157,7 @@ class FencedAggregateRecorder(AggregateRecorder):
             return []
         stream = str(originator_id)
         try:
-            return [StoredEvent(originator_id=originator_id, originator_version=self._es_version(e.version),
-                                topic=e.type, state=e.data_bytes if e.data_bytes is not None else b"")
+            return [self._stored(originator_id, e)
                     for e in self.client.read(self.resource_type, stream, from_version=low, to_version=high,
                                               order="desc" if desc else "asc", limit=limit,
                                               page_size=MAX_PAGE_SIZE)]
@@ -168,6 +167,15 @@ class FencedAggregateRecorder(AggregateRecorder):
             raise _translate(e, f"read of {self.resource_type}/{stream}") from e
         except FencedError as e:
             raise _translate(e, f"read of {self.resource_type}/{stream}") from e
+
+
+    def _stored(self, originator_id: UUID | str, event: Event) -> StoredEvent:
+        if event.data_bytes is None:
+            raise DataError(f"event {event.version} of {self.resource_type}/{originator_id} is JSON "
+                            f"({event.datacontenttype}), not the bytes of a stored event: another client "
+                            "appended it to this stream")
+        return StoredEvent(originator_id=originator_id, originator_version=self._es_version(event.version),
+                           topic=event.type, state=event.data_bytes)
 
 
 class FencedApplicationRecorder(FencedAggregateRecorder, ApplicationRecorder):

@@ -32,7 +32,7 @@ from eventsourcing.tests import persistence as es_tests  # not the abstract base
 from eventsourcing.utils import Environment
 from test_client_streams import URL, FakeStreams, no_sleep
 
-from fenced_client import FencedClient
+from fenced_client import EventData, FencedClient
 from fenced_client import eventsourcing as fenced_es
 from fenced_client.eventsourcing import FencedAggregateRecorder, FencedApplicationRecorder
 
@@ -164,6 +164,15 @@ def test_invalid_input_is_a_data_error_but_a_decided_type_a_programming_error() 
         FencedAggregateRecorder(client, TYPE).insert_events([stored("not/valid", 1)])
     with pytest.raises(ProgrammingError, match="FENCED_OPEN_TYPES"):
         FencedAggregateRecorder(client, "folders").insert_events([stored(uuid4(), 1)])
+
+
+def test_a_json_event_in_a_stream_is_a_data_error(fake: FakeStreams, recorder: FencedAggregateRecorder) -> None:
+    a = uuid4()
+    recorder.insert_events([stored(a, 1)])
+    recorder.client.append(TYPE, str(a), [EventData("Foreign", {"x": 1})], 1)
+    assert len(recorder.select_events(a, lte=1)) == 1
+    with pytest.raises(DataError, match=r"event 2 .* is JSON"):
+        recorder.select_events(a)
 
 
 def test_tracking_is_not_supported(recorder: FencedAggregateRecorder) -> None:
