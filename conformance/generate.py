@@ -7,6 +7,10 @@ digest hashes. The generator runs the reference (``fenced_client.wire.decode``, 
 ``service.read.replay.TopicReplay``) on the records and fails loudly where it disagrees with the
 hand-written expectation, so a vector never records merely what the code happens to do.
 
+A case names its decider: ``folders`` (the folders domain, ``fenced_client.domain.folders``) or
+``open`` (an open type, ``fenced_client.domain.open.open_decider(resource_type)``: every event,
+JSON or bytes, is one ``evolve`` accepts).
+
 Offsets: a record's offset is its index in the case (``gap`` leaves offsets unused, as Kafka's
 transaction markers do), so each partition's offsets increase, with gaps, and the expected
 offsets can be read off the list.
@@ -25,11 +29,12 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
 from fenced_client import wire  # noqa: E402
-from fenced_client.domain import folders  # noqa: E402
+from fenced_client.domain import Decider, folders  # noqa: E402
+from fenced_client.domain.open import open_decider  # noqa: E402
 from fenced_client.rule import REASONS, Replay, Verdict  # noqa: E402
 from service.read.replay import TopicReplay  # noqa: E402
 
-TOPIC = "fenced.folders"
+TOPIC_PREFIX = "fenced."
 T0, T1, T2, T3, T4, T5 = ((1 << 32) | n for n in range(6))  # epoch 1, counters 0..5
 TIME = "2026-01-01T00:00:00.000000Z"
 SOURCE = "/conformance"
@@ -76,6 +81,14 @@ def ev(key: str, event_type: str, version: int, command: str, token: int = T1, *
     return Rec(key.encode(), value, headers, note=note, codec=codec)
 
 
+def typed(key: str, event_type: str, version: int, command: str, content_type: bytes | None,
+          value: bytes | None = None, *, index: int = 0, count: int = 1, note: str = "") -> Rec:
+    """An event record whose ``content-type`` header is ``content_type`` (None: no such header)."""
+    header: dict[str, bytes | None] = {"content-type": content_type}
+    return ev(key, event_type, version, command, T1, value=value, index=index, count=count, note=note,
+              codec="none", **header)
+
+
 def fence(key: str, token: int, note: str = "") -> Rec:
     headers: Headers = [
         ("ce_specversion", b"1.0"), ("ce_id", f"fence-{key}-{token}".encode()), ("ce_type", b"fenced.fence"),
@@ -115,6 +128,19 @@ class Case:
     digest_lines: list[str] | None = None
     """The exact strings the digest hashes, written by hand (rendering cases only)."""
     extra: dict[str, Any] = field(default_factory=dict)
+    resource_type: str = "folders"
+    decider: str = "folders"
+    """``folders`` or ``open``: see :func:`decider_for`."""
+
+
+def decider_for(kind: str, resource_type: str) -> Decider:
+    """The decider a vector names: ``folders`` is the folders domain (its type is ``folders``);
+    ``open`` is the open type ``resource_type``."""
+    if kind == "open":
+        return open_decider(resource_type)
+    if kind == "folders" and resource_type == folders.FOLDERS.type:
+        return folders.FOLDERS
+    raise ValueError(f"no decider {kind!r} for resource type {resource_type!r}")
 
 
 def b64(raw: bytes | None) -> str | None:
@@ -123,7 +149,7 @@ def b64(raw: bytes | None) -> str | None:
 
 def run(case: Case) -> dict[str, Any]:
     """The vector of a case, after checking the reference against every hand-written expectation."""
-    replay, verdicts, records = Replay(folders.FOLDERS), list[Verdict](), []
+    replay, verdicts, records = Replay(decider_for(case.decider, case.resource_type)), list[Verdict](), []
     offset = 0
     for r in case.records:
         offset += r.gap
@@ -143,7 +169,8 @@ def run(case: Case) -> dict[str, Any]:
         diff = [f"  expected {w}\n  got      {g}" for w, g in zip(want, seen, strict=False) if w != g]
         raise AssertionError(f"{case.name}: the reference disagrees with the case ({len(want)} verdicts expected, "
                              f"{len(seen)} given); first differences:\n" + "\n".join(diff[:5] or [str(seen)]))
-    tr = TopicReplay(TOPIC, replay, verdicts)
+    topic = wire.topic_name(TOPIC_PREFIX, case.resource_type)
+    tr = TopicReplay(topic, replay, verdicts)
     summary = tr.summary()
     counts = {"records": case.records_count, "accepted": case.accepted,
               "discards": {r: case.discards.get(r, 0) for r in REASONS}, "streams": case.streams}
@@ -153,7 +180,8 @@ def run(case: Case) -> dict[str, Any]:
     if case.digest_lines is not None and lines != case.digest_lines:
         raise AssertionError(f"{case.name}: digest input differs\n  expected {case.digest_lines}\n  got      {lines}")
     return {
-        "name": case.name, "description": case.description, "resource_type": "folders", "topic": TOPIC,
+        "name": case.name, "description": case.description, "resource_type": case.resource_type,
+        "decider": case.decider, "topic": topic,
         "partitions": case.partitions, "records": records,
         "expected": {
             "verdicts": [{"stream": v.stream, "partition": by_offset[v.first], "command": v.command,
@@ -421,6 +449,119 @@ CASES.append(Case(
         '["\U0001f600",[{"command":"cmd-\u00fc","data":{"name":"\U0001f600 folder","parent_id":null}'
         + _EVENT.format(o=3, t=_C, v=1) + "]]",
     ]))
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+"""The PNG signature: bytes that are not UTF-8."""
+
+
+def _created(key: str, command: str, offset: int) -> str:
+    """The digest's event for ``ev(key, "FolderCreated", 1, command)`` at ``offset``."""
+    return f'{{"command":"{command}","data":{{"name":"{key} folder","parent_id":null}}' + _EVENT.format(
+        o=offset, t=_C, v=1)
+
+
+CASES.append(Case(
+    "content_types", "The content-type header of a folders event (wire-format.md §3.1): absent, or "
+    "application/json in any case with any parameters, is JSON, whose value follows §3; any other media type "
+    "holds bytes, which the folders domain refuses (invalid, after the stale, duplicate and conflict checks; the "
+    "value is not read as JSON); a content type that is not type/subtype, not printable ASCII or longer than "
+    "200 characters makes the record malformed, except on a fence, whose content type is not read.", 1,
+    [typed("j-absent", _C, 1, "c0", None, note="no content-type: JSON"),                           # 0
+     typed("j-charset", _C, 1, "c1", b"application/json; charset=utf-8"),                        # 1
+     typed("j-upper", _C, 1, "c2", b"APPLICATION/JSON"),                                         # 2
+     typed("j-upper", "FolderUpdated", 2, "c3", b"Application/Json;charset=UTF-8"),              # 3
+     typed("j-long", _C, 1, "c4", b"application/json;p=" + b"x" * 181, note="200 characters"),   # 4
+     _with(typed("j-twice", _C, 1, "c5", b"image/png"), ("content-type", b"application/json")),  # 5: the last counts
+     typed("j-notjson", _C, 1, "c6", b"APPLICATION/JSON", PNG, note="JSON: the value must be §3's"),  # 6
+     typed("b-octet", _C, 1, "c7", b"application/octet-stream", b"\x00\x01\x02"),                 # 7
+     typed("b-png", _C, 1, "c8", b"image/png", PNG),                                             # 8
+     typed("b-json", _C, 1, "c9", b"application/vnd.api+json", data(name="b-json folder", parent_id=None),
+           note="a JSON text, but the media type is not application/json: bytes"),               # 9
+     typed("b-long", _C, 1, "c10", b"application/" + b"x" * 188, note="200 characters"),         # 10
+     ev("b-png", _C, 1, "c11", note="the invalid group took no version"),                        # 11
+     ev("b-group", _C, 1, "c12", index=0, count=2),                                              # 12
+     typed("b-group", "FolderUpdated", 2, "c12", b"image/png", PNG, index=1, count=2),           # 13: the whole group
+     typed("b-png", "FolderUpdated", 3, "c14", b"image/png", PNG, note="conflict before invalid"),   # 14
+     typed("b-png", "FolderUpdated", 2, "c11", b"image/png", PNG, note="duplicate before invalid"),  # 15
+     typed("m-png", _C, 1, "c16", b"png"),                                                       # 16
+     typed("m-space", _C, 1, "c17", b"a/b c"),                                                   # 17
+     typed("m-ascii", _C, 1, "c18", "image/p\u00e9ng".encode(), note="not ASCII"),               # 18
+     typed("m-long", _C, 1, "c19", b"application/" + b"x" * 189, note="201 characters"),         # 19
+     typed("m-empty", _C, 1, "c20", b""),                                                        # 20
+     typed("m-tab", _C, 1, "c21", b"image/png;\tq=1", note="a control character"),               # 21
+     typed("m-nosubtype", _C, 1, "c22", b"application/"),                                        # 22
+     typed("m-json-junk", _C, 1, "c23", b"application/json x"),                                  # 23
+     _with(Rec(**{**fence("b-png", T2).__dict__, "headers": [
+         (k, v) for k, v in fence("b-png", T2).headers if k != "content-type"]}),
+         ("content-type", b"png")),                                                              # 24: still a fence
+     ev("b-png", "FolderUpdated", 2, "c25", T1, note="stale: the fence counted")],               # 25
+    [acc("j-absent", "c0", 0, 0, 1), acc("j-charset", "c1", 1, 1, 1), acc("j-upper", "c2", 2, 2, 1),
+     acc("j-upper", "c3", 3, 3, 2), acc("j-long", "c4", 4, 4, 1), acc("j-twice", "c5", 5, 5, 1),
+     V("j-notjson", None, 6, 6, "malformed"), V("b-octet", "c7", 7, 7, "invalid"), V("b-png", "c8", 8, 8, "invalid"),
+     V("b-json", "c9", 9, 9, "invalid"), V("b-long", "c10", 10, 10, "invalid"), acc("b-png", "c11", 11, 11, 1),
+     V("b-group", "c12", 12, 13, "invalid"), V("b-png", "c14", 14, 14, "conflict"),
+     V("b-png", "c11", 15, 15, "duplicate"),
+     *(V(k, None, i, i, "malformed") for i, k in enumerate(
+         ["m-png", "m-space", "m-ascii", "m-long", "m-empty", "m-tab", "m-nosubtype", "m-json-junk"], 16)),
+     V("b-png", "c25", 25, 25, "stale")],
+    records_count=26, accepted=7, discards={"malformed": 9, "invalid": 5, "conflict": 1, "duplicate": 1, "stale": 1},
+    streams=6,
+    digest_lines=[
+        '["b-png",[' + _created("b-png", "c11", 11) + "]]",
+        '["j-absent",[' + _created("j-absent", "c0", 0) + "]]",
+        '["j-charset",[' + _created("j-charset", "c1", 1) + "]]",
+        '["j-long",[' + _created("j-long", "c4", 4) + "]]",
+        '["j-twice",[' + _created("j-twice", "c5", 5) + "]]",
+        '["j-upper",[' + _created("j-upper", "c2", 2) + ',{"command":"c3","data":{"name":"j-upper renamed"}'
+        + _EVENT.format(o=3, t="FolderUpdated", v=2) + "]]",
+    ]))
+
+
+def _bytes(command: str, base64_text: str, content_type: str, offset: int, event_type: str, version: int) -> str:
+    """The digest's event for an event that holds bytes: data_base64 and datacontenttype, no data."""
+    return (f'{{"command":"{command}","data_base64":"{base64_text}","datacontenttype":"{content_type}"'
+            + _EVENT.format(o=offset, t=event_type, v=version))
+
+
+_OCTETS = b"application/octet-stream"
+CASES.append(Case(
+    "open_type", "An open type (ledger): its decider accepts every event, so a bytes event (any media type "
+    "other than application/json) is accepted, JSON and bytes mixed in one group; the digest has data_base64 "
+    "(standard alphabet, padded) and datacontenttype as written for bytes. Stale, duplicate, conflict and "
+    "malformed still apply; invalid never does.", 1,
+    [ev("acct-1", "Opened", 1, "c1", value=data(owner="ana")),                                     # 0
+     typed("acct-1", "Deposited", 2, "c2", None, b'{"amount":5}', index=0, count=4),              # 1: JSON
+     typed("acct-1", "ReceiptAttached", 3, "c2", b"image/png", PNG, index=1, count=4),            # 2
+     typed("acct-1", "Marked", 4, "c2", _OCTETS, b"", index=2, count=4, note="empty bytes"),      # 3
+     typed("acct-1", "NoteAdded", 5, "c2", b"Text/Plain; charset=ISO-8859-1", b"caf\xe9", index=3, count=4,
+           note="not UTF-8; the media type as written"),                                        # 4
+     typed("acct-1", "Imported", 6, "c3", b"application/vnd.api+json", b'{"a":1}',
+           note="a JSON text under another media type: bytes"),                                 # 5
+     typed("acct-2", "Chunk", 1, "c4", _OCTETS, b"\xfb\xff\xbf", note="base64 +/+/: the standard alphabet"),  # 6
+     typed("acct-2", "Chunk", 2, "c5", _OCTETS, b"\x00", note="base64 AA==: padded"),                # 7
+     typed("acct-2", "Chunk", 2, "c6", b"image/png", PNG),                                       # 8: conflict
+     typed("acct-2", "Chunk", 3, "c4", _OCTETS, b"\xfb\xff\xbf"),                                # 9: duplicate
+     typed("acct-3", "Chunk", 1, "c7", b"png", b"\x00", note="not type/subtype"),                 # 10: malformed
+     typed("acct-3", "Chunk", 1, "c8", b"application/json", b"\xff", note="JSON: the value must be §3's"),  # 11
+     typed("acct-3", "Chunk", 1, "c9", None, b"{}")],                                            # 12
+    [acc("acct-1", "c1", 0, 0, 1), acc("acct-1", "c2", 1, 4, 2, 3, 4, 5), acc("acct-1", "c3", 5, 5, 6),
+     acc("acct-2", "c4", 6, 6, 1), acc("acct-2", "c5", 7, 7, 2), V("acct-2", "c6", 8, 8, "conflict"),
+     V("acct-2", "c4", 9, 9, "duplicate"), V("acct-3", None, 10, 10, "malformed"),
+     V("acct-3", None, 11, 11, "malformed"), acc("acct-3", "c9", 12, 12, 1)],
+    records_count=13, accepted=9, discards={"conflict": 1, "duplicate": 1, "malformed": 2}, streams=3,
+    digest_lines=[
+        '["acct-1",[{"command":"c1","data":{"owner":"ana"}' + _EVENT.format(o=0, t="Opened", v=1)
+        + ',{"command":"c2","data":{"amount":5}' + _EVENT.format(o=1, t="Deposited", v=2)
+        + "," + _bytes("c2", "iVBORw0KGgo=", "image/png", 2, "ReceiptAttached", 3)
+        + "," + _bytes("c2", "", "application/octet-stream", 3, "Marked", 4)
+        + "," + _bytes("c2", "Y2Fm6Q==", "Text/Plain; charset=ISO-8859-1", 4, "NoteAdded", 5)
+        + "," + _bytes("c3", "eyJhIjoxfQ==", "application/vnd.api+json", 5, "Imported", 6) + "]]",
+        '["acct-2",[' + _bytes("c4", "+/+/", "application/octet-stream", 6, "Chunk", 1)
+        + "," + _bytes("c5", "AA==", "application/octet-stream", 7, "Chunk", 2) + "]]",
+        '["acct-3",[{"command":"c9","data":{}' + _EVENT.format(o=12, t="Chunk", v=1) + "]]",
+    ],
+    resource_type="ledger", decider="open"))
 
 
 def dump(vector: dict[str, Any]) -> str:

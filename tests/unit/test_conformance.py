@@ -2,7 +2,8 @@
 
 Each vector is a topic's records; the reference (``wire.decode``, ``rule.Replay``, and
 ``replay.TopicReplay`` for the counts and the digest, its only implementation) must give
-exactly the expected verdicts, counts, digest input and digest. The vectors must also be what
+exactly the expected verdicts, counts, digest input and digest, with the decider the vector
+names (``folders``, or ``open`` for an open type). The vectors must also be what
 conformance/generate.py builds, and the generator must refuse a case whose hand-written
 expectation the reference contradicts.
 """
@@ -22,7 +23,8 @@ from typing import Any
 import pytest
 
 from fenced_client import domain
-from fenced_client.domain import folders  # noqa: F401 - registers the vectors' resource type
+from fenced_client.domain import Decider, folders  # noqa: F401 - registers the vectors' resource type
+from fenced_client.domain.open import open_decider
 from fenced_client.rule import REASONS, Replay, Verdict
 from fenced_client.wire import decode
 from service.read.replay import TopicReplay
@@ -50,10 +52,18 @@ def as_json(v: Verdict) -> dict[str, Any]:
             "reason": v.reason, "versions": [e.version for e in v.events]}
 
 
-def replay(vector: dict[str, Any]) -> tuple[TopicReplay, list[dict[str, Any]]]:
-    decider = domain.get(vector["resource_type"])
+def decider_of(vector: dict[str, Any]) -> Decider:
+    """``decider`` ``open``: the open type ``resource_type``; ``folders``: the folders domain."""
+    if vector["decider"] == "open":
+        return open_decider(vector["resource_type"])
+    assert vector["decider"] == vector["resource_type"] == "folders"
+    decider = domain.get("folders")
     assert decider is not None
-    rule = Replay(decider)
+    return decider
+
+
+def replay(vector: dict[str, Any], decider: Decider | None = None) -> tuple[TopicReplay, list[dict[str, Any]]]:
+    rule = Replay(decider or decider_of(vector))
     verdicts: list[Verdict] = []
     for r in vector["records"]:
         headers = [(name, b64(value)) for name, value in r["headers"]]
@@ -95,12 +105,46 @@ def test_the_vectors_cover_every_outcome() -> None:
     assert outcomes == {"accepted", *REASONS}
 
 
-@pytest.mark.parametrize("wrong", ["verdict", "counts", "digest_lines"])
-def test_the_generator_refuses_a_wrong_expectation(wrong: str) -> None:
+def test_the_vectors_cover_both_deciders_and_bytes() -> None:
+    vectors = [json.loads(p.read_text()) for p in VECTORS]
+    assert {v["decider"] for v in vectors} == {"folders", "open"}
+    lines = "".join(line for v in vectors if v["decider"] == "open" for line in v["expected"]["digest_lines"])
+    assert '"data_base64":' in lines and '"datacontenttype":' in lines and '"data":' in lines
+
+
+def test_the_decider_changes_the_verdicts() -> None:
+    """A folder's bytes events, invalid under the folders domain, are accepted by an open type's decider."""
+    vector = json.loads((FOLDER / "content_types.json").read_text())
+    want = {v["first_offset"]: v["reason"] for v in vector["expected"]["verdicts"]}
+    _, verdicts = replay(vector, open_decider("folders"))
+    got = {v["first_offset"]: v["reason"] for v in verdicts}
+    assert [want[o] for o in (7, 8, 9, 10)] == ["invalid"] * 4
+    assert [got[o] for o in (7, 8, 9, 10)] == [None] * 4
+
+
+def test_an_unknown_decider_is_refused() -> None:
+    gen = generator()
+    with pytest.raises(ValueError, match="no decider"):
+        gen.decider_for("folders", "ledger")
+    with pytest.raises(ValueError, match="no decider"):
+        gen.decider_for("closed", "folders")
+
+
+@pytest.mark.parametrize(("name", "wrong"), [("digest_rendering", "verdict"), ("digest_rendering", "counts"),
+                                             ("digest_rendering", "digest_lines"), ("open_type", "digest_lines"),
+                                             ("content_types", "verdict")])
+def test_the_generator_refuses_a_wrong_expectation(name: str, wrong: str) -> None:
     """A vector records what was worked out by hand; where the reference disagrees, generating fails."""
     gen = generator()
-    case = next(c for c in gen.CASES if c.name == "digest_rendering")
-    if wrong == "verdict":
+    case = next(c for c in gen.CASES if c.name == name)
+    if name == "open_type":  # URL-safe base64 is not the digest's alphabet
+        url_safe = case.digest_lines[1].replace("+/+/", "-_-_")
+        bad = dataclasses.replace(case, digest_lines=[case.digest_lines[0], url_safe, *case.digest_lines[2:]])
+    elif name == "content_types":  # a bytes event of a folder is invalid, not accepted
+        i = next(i for i, v in enumerate(case.verdicts) if v.outcome == "invalid")
+        bad = dataclasses.replace(case, verdicts=[*case.verdicts[:i], dataclasses.replace(
+            case.verdicts[i], outcome="accepted", versions=(1,)), *case.verdicts[i + 1:]])
+    elif wrong == "verdict":
         bad = dataclasses.replace(case, verdicts=[dataclasses.replace(case.verdicts[0], outcome="stale", versions=()),
                                                   *case.verdicts[1:]])
     elif wrong == "counts":
@@ -109,5 +153,5 @@ def test_the_generator_refuses_a_wrong_expectation(wrong: str) -> None:
         bad = dataclasses.replace(case, digest_lines=[case.digest_lines[0].replace("1e+308", "1e308"),
                                                       *case.digest_lines[1:]])
     gen.run(case)
-    with pytest.raises(AssertionError, match="digest_rendering"):
+    with pytest.raises(AssertionError, match=name):
         gen.run(bad)
