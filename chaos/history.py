@@ -12,7 +12,8 @@ Outcome = Literal["ok", "fail", "unknown"]
 
 @dataclass
 class Op:
-    """One command sent by a chaos client. ``key`` is its Idempotency-Key (= command id)."""
+    """One command, append or read sent by a chaos client. ``key`` is its Idempotency-Key (=
+    command id); the attempts of one operation retried after an unknown outcome share it."""
 
     id: int
     stream: str
@@ -27,7 +28,8 @@ class Op:
     detail: str = ""
     zombie: bool = False
     """Sent with the pause-before-append fault: its first append may land as a zombie."""
-    expected_version: int | None = None
+    expected_version: int | str | None = None
+    """An exact version, or (appends to an open stream) ``any``, ``no_stream`` or ``exists``."""
     valid: bool = True
     """False: the command's data is one the decider refuses (422)."""
     current_version: int | None = None
@@ -36,6 +38,23 @@ class Op:
     """A read's ``destroyed`` (``command`` is ``Get`` for reads: 200 is ok, 404 a definite answer)."""
     client: int = -1
     """Which chaos client sent it (-1: the fault injector)."""
+    type: str = "folders"
+    """The resource type: ``folders`` (commands), or the open type (``command`` is ``Append``)."""
+    events: list[str] = field(default_factory=list)
+    """An append's event types, in order."""
+    attempt: int = 0
+    """0, or which retry (with the same key, after an unknown outcome) of the operation this is."""
+    race: str = ""
+    """Two appends sent at once through the two replicas with the same expected version share it."""
+
+    @property
+    def stream_key(self) -> str:
+        """The stream, named apart from other types' streams of the same id."""
+        return self.stream if self.type == "folders" else f"{self.type}:{self.stream}"
+
+    @property
+    def is_read(self) -> bool:
+        return self.command == "Get"
 
 
 def classify(status: int | None, body: dict[str, Any] | None) -> Outcome:

@@ -1,8 +1,9 @@
 """S7: per stream, every answer (201s, rejections, reads) is linearizable.
 
 The check is Porcupine's (github.com/anishathalye/porcupine, the checker etcd's robustness
-tests use), run by the small Go program in ``checkers/porcupine`` with a model of one folder.
-This module turns a chaos history into Porcupine's operations and reads the verdicts back.
+tests use), run by the small Go program in ``checkers/porcupine`` with a model of one folder
+(``model.go``) or of one open stream (``open_model.go``). This module turns a chaos history
+into Porcupine's operations and reads the verdicts back.
 
 What each operation becomes:
 - a 201: the command with its new version;
@@ -14,7 +15,8 @@ What each operation becomes:
   it), or not accepted (it had no effect and is left out), as etcd's robustness tests patch
   their histories from the watch;
 - a definite failure that changes nothing and says nothing of the state (503 Busy, a read that
-  got no answer) is left out.
+  got no answer) is left out;
+- the attempts of an append retried with one Idempotency-Key are one operation (:func:`operations`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from chaos.history import History, Op
 SOURCE = Path(__file__).resolve().parents[1] / "checkers" / "porcupine"
 BINARY = Path(__file__).resolve().parents[1] / ".cache" / "bin" / "fenced-porcupine"
 REJECTIONS = frozenset({404, 409, 410, 422})
+"""Answers that refuse a write at the stream's ``current_version`` (an open stream's are 409s;
+another is an answer its model does not allow)."""
 
 
 class CheckerUnavailable(RuntimeError):
@@ -78,12 +82,22 @@ def _us(t: float) -> int:
     return round(t * 1_000_000)
 
 
-def operation(o: Op, accepted: Mapping[str, int] | None) -> dict[str, Any] | None:
-    """One op as Porcupine's operation, or None if it is left out (see the module's docstring)."""
-    call = _us(o.invoke)
+def _input(o: Op) -> dict[str, Any]:
+    inp: dict[str, Any] = {"stream": o.stream_key, "kind": o.command, "valid": o.valid}
+    if o.type == "folders":
+        return {**inp, "model": "folder", "expected_version": o.expected_version}
+    exact = isinstance(o.expected_version, int)
+    return {**inp, "model": "open", "expected_version": o.expected_version if exact else None,
+            "expectation": "" if exact else (o.expected_version or "any"), "events": len(o.events)}
+
+
+def operation(o: Op, accepted: Mapping[str, int] | None, *, call_at: float | None = None) -> dict[str, Any] | None:
+    """One op as Porcupine's operation, or None if it is left out (see the module's docstring).
+    ``call_at``: when the operation was invoked, if before ``o`` (its first attempt's invocation)."""
+    call = _us(o.invoke if call_at is None else call_at)
     ret = None if o.complete is None else _us(o.complete)
-    inp = {"stream": o.stream, "kind": o.command, "expected_version": o.expected_version, "valid": o.valid}
-    if o.command == "Get":
+    inp = _input(o)
+    if o.is_read:
         if o.status == 200:
             return {"client": o.client, "call": call, "return": ret, "input": inp,
                     "output": {"status": 200, "version": o.version, "destroyed": o.destroyed}}
@@ -106,11 +120,36 @@ def operation(o: Op, accepted: Mapping[str, int] | None) -> dict[str, Any] | Non
             "output": {"status": 201, "version": accepted[o.key]}}
 
 
+def operations(history: History, accepted: Mapping[str, int] | None) -> list[dict[str, Any]]:
+    """Porcupine's operations of ``history``. The attempts of a write retried with one
+    Idempotency-Key are one operation, from the first attempt's invocation to the answer that
+    settled it: the first definite one (201 or a rejection); if none came, the last attempt stands
+    (unknown, settled by the log, or left out if each attempt was Busy)."""
+    attempts: dict[str, list[Op]] = {}
+    for o in history.ops:
+        if not o.is_read:
+            attempts.setdefault(o.key, []).append(o)
+    out: list[dict[str, Any]] = []
+    for o in history.ops:
+        if o.is_read:
+            op = operation(o, accepted)
+        elif (tries := attempts[o.key])[0] is not o:
+            continue
+        else:
+            settled = next((t for t in tries if t.outcome == "ok" or (t.outcome == "fail" and t.status in REJECTIONS)),
+                           None)
+            unknown = next((t for t in tries if t.outcome == "unknown"), None)
+            op = operation(settled or unknown or tries[-1], accepted, call_at=o.invoke)
+        if op is not None:
+            out.append(op)
+    return out
+
+
 def check(history: History, accepted: Mapping[str, int] | None = None, *, timeout_s: float = 120,
           visualize: Path | None = None) -> Linearizability:
     """Check every stream of ``history``; ``accepted`` maps a command id to the version the log
     accepted it at (None: nothing is known of the log, unknown outcomes stay open)."""
-    ops = [op for o in history.ops if (op := operation(o, accepted)) is not None]
+    ops = operations(history, accepted)
     clients = {c: i for i, c in enumerate(sorted({op["client"] for op in ops}))}
     for op in ops:
         op["client"] = clients[op["client"]]

@@ -20,9 +20,14 @@ def _p99(values: list[float]) -> float | None:
 
 def summarize(run: ChaosRun) -> dict[str, Any]:
     h, res = run.history, run.result
-    commands = [o for o in h.ops if o.command != "Get"]  # availability and recovery are the writes'
-    ops = {k: sum(1 for o in commands if o.outcome == k) for k in ("ok", "fail", "unknown")}
-    reads = {k: sum(1 for o in h.ops if o.command == "Get" and o.outcome == k) for k in ("ok", "unknown")}
+    commands = [o for o in h.ops if not o.is_read]  # availability and recovery are the writes'
+    folder = [o for o in commands if o.type == "folders"]
+    appends = [o for o in commands if o.type != "folders"]
+    ops = {k: sum(1 for o in folder if o.outcome == k) for k in ("ok", "fail", "unknown")}
+    reads = {k: sum(1 for o in h.ops if o.is_read and o.type == "folders" and o.outcome == k)
+             for k in ("ok", "unknown")}
+    open_reads = {k: sum(1 for o in h.ops if o.is_read and o.type != "folders" and o.outcome == k)
+                  for k in ("ok", "unknown")}
     per_fault: dict[str, Any] = {}
     for f in h.faults:
         end = f.end if f.end is not None else f.start
@@ -41,6 +46,9 @@ def summarize(run: ChaosRun) -> dict[str, Any]:
         "faults": run.fault_counts,
         "ops": ops,
         "reads": reads,
+        "open_streams": {"appends": {k: sum(1 for o in appends if o.outcome == k) for k in ("ok", "fail", "unknown")},
+                         "reads": open_reads, **_open_details(h)},
+        "by_type": res.by_type,
         "records": res.records, "accepted": res.accepted, "discards": res.discards,
         "zombie_appends": {"injected": res.zombie_appends, "discarded": res.zombie_discarded},
         "unknown_later_accepted": res.unknown_accepted,
@@ -50,13 +58,42 @@ def summarize(run: ChaosRun) -> dict[str, Any]:
     }
 
 
+def _open_details(h: History) -> dict[str, Any]:
+    """How the open-stream workload went: its expectations, retries and races."""
+    appends = [o for o in h.ops if o.command == "Append"]
+    first = [o for o in appends if o.attempt == 0]
+    kinds: dict[str, int] = {}
+    for o in first:
+        kind = "exact" if isinstance(o.expected_version, int) else str(o.expected_version or "none")
+        kinds[kind] = kinds.get(kind, 0) + 1
+    final = {o.key: o.outcome or "unknown" for o in appends}  # each append's last attempt's outcome
+    by_race: dict[str, list[str]] = {}
+    for o in first:
+        if o.race:
+            by_race.setdefault(o.race, []).append(final[o.key])
+    tally = {"one won": 0, "both refused": 0, "both won": 0, "an outcome unknown": 0}
+    for outcomes in by_race.values():
+        won = outcomes.count("ok")
+        tally["both won" if won == 2 else "an outcome unknown" if "unknown" in outcomes else
+              "one won" if won == 1 else "both refused"] += 1
+    return {"expected_version": kinds, "events": sum(len(o.events) for o in first),
+            "retries": len(appends) - len(first),
+            "retried_then_answered": len({o.key for o in appends if o.attempt > 0 and o.outcome != "unknown"}),
+            "races": {"run": len(by_race), **tally}}
+
+
 def markdown(s: dict[str, Any]) -> str:
     lines = [f"# fenced chaos run: {'PASS' if s['ok'] else 'VIOLATIONS'}", "",
              f"mode `{s['config']['ack_mode']}`, seed {s['config']['seed']}, {s['config']['duration']} s", "",
              "| property | violations |", "| --- | --- |"]
     lines += [f"| {p} | {n} |" for p, n in s["violations"].items()]
+    o = s["open_streams"]
     lines += ["", f"commands: {s['ops']}; reads: {s['reads']}; records {s['records']}, "
                   f"accepted {s['accepted']}; discards {s['discards']}",
+              f"open streams ({s['config']['open_type']}): appends {o['appends']} ({o['events']} events; expected "
+              f"version {o['expected_version']}); reads {o['reads']}; {o['retries']} retries with the same key "
+              f"({o['retried_then_answered']} appends answered on a retry); races {o['races']}",
+              f"per topic: {s['by_type']}",
               f"zombie appends injected {s['zombie_appends']['injected']}, discarded "
               f"{s['zombie_appends']['discarded']}; unknown outcomes later found accepted: "
               f"{s['unknown_later_accepted']}; group commit at the end: {s['batching']}", "",

@@ -18,21 +18,21 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import redis.asyncio as aioredis
 
-from chaos.checker import CheckResult, check, read_records
-from chaos.history import FaultEvent, History, Op, classify
+from chaos.checker import CheckResult, TopicLog, check, read_records
+from chaos.history import FaultEvent, History
 from chaos.proxy import Proxy
+from chaos.workload import append, folder_client, new_events, open_client, open_racer, send
 from devstack import KafkaBroker, RedisServer
 from devstack.proc import free_port
 from devstack.stack import Stack
 from service.read.projection import applied_key
 
-FAULTS = ("pause", "zombie", "kill-writer", "kafka-kill", "kafka-restart", "redis-wipe", "redis-failover",
-          "projector-kill", "slow", "reset")
+FAULTS = ("pause", "zombie", "zombie-open", "kill-writer", "kafka-kill", "kafka-restart", "redis-wipe",
+          "redis-failover", "projector-kill", "slow", "reset")
 
 
 @dataclass
@@ -44,6 +44,12 @@ class ChaosConfig:
     folders: int = 60
     hot: int = 3
     clients: int = 12
+    open_type: str = "ledger"
+    """The open type served next to folders (FENCED_OPEN_TYPES); its streams get appends and reads."""
+    ledgers: int = 30
+    open_clients: int = 5
+    racers: int = 2
+    """Pairs of clients that append to one open stream at once, with one expected version."""
     quiet: float = 8.0
     lease_ttl_ms: int = 1500
     unsafe_ack_on_append: bool = False
@@ -60,7 +66,8 @@ class ChaosRun:
     config: ChaosConfig
     history: History
     result: CheckResult
-    records: Any = None
+    records: list[TopicLog] = field(default_factory=list)
+    """Each topic's records as the two replays read them (for checks of broken consumers)."""
     fault_counts: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     batching: dict[str, int] = field(default_factory=dict)
@@ -88,7 +95,7 @@ class Cluster:
                "FENCED_UNSAFE_ACK_ON_APPEND": "true" if cfg.unsafe_ack_on_append else "false",
                "FENCED_UNSAFE_EARLY_REJECTIONS": "true" if cfg.unsafe_early_rejections else "false",
                "FENCED_BATCH_WAIT_MS": str(cfg.batch_wait_ms),
-               "FENCED_PROJECTOR_GROUP": "chaos-projector"}
+               "FENCED_PROJECTOR_GROUP": "chaos-projector", "FENCED_OPEN_TYPES": cfg.open_type}
         self.stack = Stack(root / "stack", self.kafka, self.primary, ack_mode=cfg.ack_mode, extra_env=env)
         self.ports: dict[str, int] = {}
 
@@ -146,98 +153,6 @@ class Cluster:
         self.replica.start()
 
 
-RACE_PERIOD_S = 3.0
-"""Race folders are new every this many seconds: clients Create, Update and Destroy them at once."""
-
-
-async def _client(cfg: ChaosConfig, cluster: Cluster, history: History, rng: random.Random,
-                  stop: asyncio.Event, state: dict[str, str], http: httpx.AsyncClient, client: int = -1) -> None:
-    seen: dict[str, int] = {}  # the last version this client was told of, per folder
-    while not stop.is_set():
-        pick = rng.random()
-        race = pick < 0.15
-        if race:
-            f = f"r-{int((time.monotonic() - history.t0) / RACE_PERIOD_S)}-{rng.randrange(2)}"
-        else:
-            f = f"hot-{rng.randrange(cfg.hot)}" if pick < 0.55 else f"f-{rng.randrange(cfg.folders)}"
-        known = state.get(f, "new")
-        data: dict[str, Any] = {}
-        if rng.random() < 0.2:
-            name = "Get"
-        elif known == "new":
-            name, data = "Create", {"name": f}
-        elif race:
-            name = rng.choice(["Create", "Update", "Update", "Destroy"])
-        elif rng.random() < 0.03 and not f.startswith("hot-"):
-            name = "Destroy"
-        else:
-            name = "Update"
-        if name in ("Create", "Update"):
-            # now and then a name the decider refuses (422, at the current version)
-            data = {"name": "" if rng.random() < 0.02 else (f if name == "Create" else uuid.uuid4().hex[:6])}
-        expected = seen.get(f) if name != "Get" and rng.random() < 0.3 else None
-        op = await send(cluster, history, rng, f, name, data, state, http, expected_version=expected, client=client)
-        for v in (op.version, op.current_version):
-            if v is not None:
-                seen[f] = v
-        if op.status in (404, 409, 410, 422) and name != "Get" and rng.random() < 0.5:
-            # a read right after a rejection: it must not show less than the rejection did
-            await send(cluster, history, rng, f, "Get", {}, state, http, client=client)
-
-
-async def send(cluster: Cluster, history: History, rng: random.Random, folder: str, name: str,
-               data: dict[str, Any], state: dict[str, str], http: httpx.AsyncClient, *,
-               replica: int | None = None, zombie: bool = False, key: str | None = None,
-               expected_version: int | None = None, client: int = -1) -> Op:
-    """Send one command (or a read, ``name == "Get"``) and record it in the history."""
-    urls = cluster.stack.urls
-    url = urls[replica if replica is not None else rng.randrange(len(urls))]
-    op = Op(len(history.ops), folder, name, key or uuid.uuid4().hex, time.monotonic() - history.t0, zombie=zombie,
-            expected_version=expected_version, valid=name not in ("Create", "Update") or bool(data.get("name")),
-            client=client)
-    history.ops.append(op)
-    headers = {"Idempotency-Key": op.key}
-    if zombie:
-        headers["X-Fenced-Fault"] = "pause-before-append"
-    status: int | None = None
-    body: dict[str, Any] | None = None
-    try:
-        if name == "Get":
-            r = await http.get(f"{url}/v1/folders/{folder}")
-        else:
-            command: dict[str, Any] = {"name": name, "data": data}
-            if expected_version is not None:
-                command["expected_version"] = expected_version
-            r = await http.post(f"{url}/v1/folders/{folder}/commands", json=command, headers=headers)
-        status = r.status_code
-        body = r.json()
-    except (httpx.HTTPError, ValueError) as e:
-        op.detail = type(e).__name__
-    op.complete = time.monotonic() - history.t0
-    op.status = status
-    if name == "Get":
-        op.outcome = "ok" if status in (200, 404) else "unknown"
-        if status == 200 and body is not None:
-            op.version, op.destroyed = body["version"], body["destroyed"]
-        elif body is not None:
-            op.detail = str(body.get("detail", ""))[:200]
-        return op
-    op.outcome = classify(status, body)
-    if status == 201 and body is not None:
-        op.version = body["version"]
-        op.offsets = [e["offset"] for e in body["events"]]
-        state[folder] = "destroyed" if name == "Destroy" else "exists"
-    else:
-        if body is not None:
-            op.detail = str(body.get("detail", ""))[:200]
-            op.current_version = body.get("current_version")
-        if status == 409 and name == "Create":
-            state[folder] = "exists"
-        elif status == 410:
-            state[folder] = "destroyed"
-    return op
-
-
 async def inject(kind: str, cluster: Cluster, history: History, rng: random.Random,
                  state: dict[str, str], http: httpx.AsyncClient) -> None:
     services = cluster.stack.services
@@ -250,39 +165,8 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
         await asyncio.sleep(ttl + 1)
         services.signal(name, signal.SIGCONT)
         ev.detail = name
-    elif kind == "zombie":
-        i = rng.randrange(2)
-        folder = f"zombie-{uuid.uuid4().hex[:6]}"
-        await send(cluster, history, rng, folder, "Create", {"name": "z"}, state, http, replica=1 - i)
-        key = uuid.uuid4().hex
-        task = asyncio.create_task(send(cluster, history, rng, folder, "Update", {"name": "late"}, state, http,
-                                        replica=i, zombie=True, key=key))
-        await asyncio.sleep(0.003)
-        # queued behind the zombie, so decided after it in the same batch: refused as existing, it
-        # rests on the zombie's append, which will be discarded (S7 checks when it is answered)
-        follow = asyncio.create_task(send(cluster, history, rng, folder, "Create", {"name": "z"}, state, http,
-                                          replica=i))
-        r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
-        try:
-            until = time.monotonic() + 30
-            while time.monotonic() < until and not task.done():
-                with contextlib.suppress(Exception):
-                    if await r.get(f"fenced:fault:{key}"):
-                        ev.detail = "paused before its append"
-                        break
-                await asyncio.sleep(0.02)
-            services.signal(f"api-{i}", signal.SIGSTOP)
-            with contextlib.suppress(Exception):  # the handshake: the writer goes on when it wakes
-                await r.delete(f"fenced:fault:{key}")
-        finally:
-            await r.aclose()
-        await asyncio.sleep(ttl + 0.7)
-        # the other replica takes over: it fences, then refuses (409); the zombie's append lands after
-        await send(cluster, history, rng, folder, "Create", {"name": "again"}, state, http, replica=1 - i)
-        services.signal(f"api-{i}", signal.SIGCONT)
-        await task
-        await follow
-        ev.detail = f"api-{i} on {folder}: {ev.detail or 'never reached the pause point'}"
+    elif kind in ("zombie", "zombie-open"):
+        await _zombie(kind, cluster, history, rng, state, http, ev)
     elif kind == "kill-writer":
         name = f"api-{rng.randrange(2)}"
         await asyncio.sleep(rng.random())
@@ -316,6 +200,58 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
     ev.end = time.monotonic() - history.t0
 
 
+async def _zombie(kind: str, cluster: Cluster, history: History, rng: random.Random, state: dict[str, str],
+                  http: httpx.AsyncClient, ev: FaultEvent) -> None:
+    """A write that takes the lease and stops before its append, on a folder (``zombie``) or on an
+    open stream (``zombie-open``: an append of two events), and a second write queued behind it."""
+    services = cluster.stack.services
+    ttl = cluster.cfg.lease_ttl_ms / 1000
+    i = rng.randrange(2)
+    key = uuid.uuid4().hex
+    stream = f"zombie-{uuid.uuid4().hex[:6]}"
+    if kind == "zombie":
+        await send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http, replica=1 - i)
+        task = asyncio.create_task(send(cluster, history, rng, stream, "Update", {"name": "late"}, state, http,
+                                        replica=i, zombie=True, key=key))
+        await asyncio.sleep(0.003)
+        # queued behind the zombie, so decided after it in the same batch: refused as existing, it
+        # rests on the zombie's append, which will be discarded (S7 checks when it is answered)
+        follow = asyncio.create_task(send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http,
+                                          replica=i))
+    else:
+        await append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http, replica=1 - i)
+        task = asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 2), 1, http, replica=i,
+                                          zombie=True, key=key))
+        await asyncio.sleep(0.003)
+        # the same for an open stream: refused (409) at the version the zombie's two events would make
+        follow = asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http,
+                                            replica=i))
+    r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
+    try:
+        until = time.monotonic() + 30
+        while time.monotonic() < until and not task.done():
+            with contextlib.suppress(Exception):
+                if await r.get(f"fenced:fault:{key}"):
+                    ev.detail = "paused before its append"
+                    break
+            await asyncio.sleep(0.02)
+        services.signal(f"api-{i}", signal.SIGSTOP)
+        with contextlib.suppress(Exception):  # the handshake: the writer goes on when it wakes
+            await r.delete(f"fenced:fault:{key}")
+    finally:
+        await r.aclose()
+    await asyncio.sleep(ttl + 0.7)
+    # the other replica takes over: it fences, then refuses (409); the zombie's append lands after
+    if kind == "zombie":
+        await send(cluster, history, rng, stream, "Create", {"name": "again"}, state, http, replica=1 - i)
+    else:
+        await append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http, replica=1 - i)
+    services.signal(f"api-{i}", signal.SIGCONT)
+    await task
+    await follow
+    ev.detail = f"api-{i} on {stream}: {ev.detail or 'never reached the pause point'}"
+
+
 FAULT_EVERY_S = 8.0
 """A long run injects a fault about this often: every kind once first, then drawn at random."""
 
@@ -329,20 +265,24 @@ def schedule(cfg: ChaosConfig) -> list[str]:
     return kinds + [rng.choice(cfg.faults) for _ in range(max(extra, 0))]
 
 
+def _types(cfg: ChaosConfig) -> list[str]:
+    return ["folders", *([cfg.open_type] if cfg.open_type else [])]
+
+
 async def _wait_caught_up(cluster: Cluster, timeout: float = 90) -> None:
-    """Wait until the projector applied every record of the topic (or give up at the timeout)."""
+    """Wait until the projector applied every record of the topics (or give up at the timeout)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
-    topic = cluster.stack.settings.topic("folders")
+    topics = [cluster.stack.settings.topic(t) for t in _types(cluster.cfg)]
     consumer = AIOKafkaConsumer(bootstrap_servers=cluster.kafka.bootstrap)
     await consumer.start()
     r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
     try:
-        tps = [TopicPartition(topic, p) for p in range(cluster.stack.settings.partitions)]
+        tps = [TopicPartition(t, p) for t in topics for p in range(cluster.stack.settings.partitions)]
         ends = await consumer.end_offsets(tps)
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            applied = {int(k): int(v) for k, v in (await r.hgetall(applied_key(topic))).items()}
-            if all(applied.get(tp.partition, -1) >= ends[tp] - 1 for tp in tps):
+            applied = {(t, int(k)): int(v) for t in topics for k, v in (await r.hgetall(applied_key(t))).items()}
+            if all(applied.get((tp.topic, tp.partition), -1) >= ends[tp] - 1 for tp in tps):
                 return
             await asyncio.sleep(0.3)
     finally:
@@ -351,15 +291,17 @@ async def _wait_caught_up(cluster: Cluster, timeout: float = 90) -> None:
 
 
 async def _projection(cluster: Cluster) -> dict[str, tuple[int, int]]:
+    """(version, max token) of every stream the projection holds, by ``type:stream``."""
     from fenced_client.rule import StreamState
     r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
     out: dict[str, tuple[int, int]] = {}
     try:
-        async for key in r.scan_iter(match="fenced:{folders:*}:proj", count=1000):
-            data = await r.hget(key, "data")
-            if data is not None:
-                st = StreamState.from_json(data)
-                out[key.decode()[len("fenced:{"):-len("}:proj")]] = (st.version, st.max_token)
+        for t in _types(cluster.cfg):
+            async for key in r.scan_iter(match=f"fenced:{{{t}:*}}:proj", count=1000):
+                data = await r.hget(key, "data")
+                if data is not None:
+                    st = StreamState.from_json(data)
+                    out[key.decode()[len("fenced:{"):-len("}:proj")]] = (st.version, st.max_token)
     finally:
         await r.aclose()
     return out
@@ -371,8 +313,16 @@ async def _drive(cfg: ChaosConfig, cluster: Cluster, history: History) -> dict[s
     state: dict[str, str] = {}
     limits = httpx.Limits(max_connections=64)
     async with httpx.AsyncClient(timeout=20, limits=limits) as http:
-        clients = [asyncio.create_task(_client(cfg, cluster, history, random.Random(cfg.seed * 1000 + i), stop,
-                                               state, http, i)) for i in range(cfg.clients)]
+        clients = [asyncio.create_task(folder_client(cfg, cluster, history, random.Random(cfg.seed * 1000 + i),
+                                                     stop, state, http, i)) for i in range(cfg.clients)]
+        if cfg.open_type:
+            n = cfg.clients
+            clients += [asyncio.create_task(open_client(cfg, cluster, history, random.Random(cfg.seed * 1000 + n + i),
+                                                        stop, http, n + i)) for i in range(cfg.open_clients)]
+            n += cfg.open_clients
+            clients += [asyncio.create_task(open_racer(cfg, cluster, history, random.Random(cfg.seed * 1000 + n + i),
+                                                       stop, http, (n + 2 * i, n + 2 * i + 1)))
+                        for i in range(cfg.racers)]
         kinds = schedule(cfg)
         fault_phase = max(cfg.duration - cfg.quiet, 1)
         gap = fault_phase / max(len(kinds), 1)
@@ -390,6 +340,7 @@ def run(cfg: ChaosConfig) -> ChaosRun:
     root = cfg.root or Path(tempfile.mkdtemp(prefix="fenced-chaos-"))
     cluster = Cluster(cfg, root)
     history = History(t0=time.monotonic())
+    logs: list[TopicLog] = []
     try:
         cluster.start()
         history.t0 = time.monotonic()
@@ -397,17 +348,18 @@ def run(cfg: ChaosConfig) -> ChaosRun:
         asyncio.run(_wait_caught_up(cluster))
         batching = _batching(cluster)
         projection = asyncio.run(_projection(cluster))
-        topic = cluster.stack.settings.topic("folders")
         parts = cluster.stack.settings.partitions
-        records_a = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=False))
-        records_b = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=True))
+        for t in _types(cfg):
+            topic = cluster.stack.settings.topic(t)
+            a, b = (asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=g)) for g in (False, True))
+            logs.append(TopicLog(t, topic, a, b, is_open=t == cfg.open_type))
     finally:
         cluster.stop()
-    result = check(history, records_a, records_b, topic, projection, visualize=root / "s7")
+    result = check(history, logs, projection, visualize=root / "s7")
     counts: dict[str, int] = {}
     for f in history.faults:
         counts[f.kind] = counts.get(f.kind, 0) + 1
-    return ChaosRun(cfg, history, result, (records_a, records_b, topic), counts, batching=batching)
+    return ChaosRun(cfg, history, result, logs, counts, batching=batching)
 
 
 def _batching(cluster: Cluster) -> dict[str, int]:

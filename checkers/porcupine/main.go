@@ -4,7 +4,9 @@
 //
 //	{"timeout_s": 60, "visualize": "dir or empty",
 //	 "ops": [{"client": 3, "call": 10447400, "return": 10504000,   // microseconds; return null = never
-//	          "input": {"stream": "f-1", "kind": "Create", "expected_version": null, "valid": true},
+//	          "input": {"stream": "f-1", "model": "folder", "kind": "Create", "expected_version": null,
+//	                    "valid": true},   // an open stream's: "model": "open", "kind": "Append",
+//	                                      // "expectation": "any", "events": 2
 //	          "output": {"status": 201, "version": 1, "destroyed": false, "unknown": false}}, ...]}
 //
 // and writes {"streams": {"f-1": "Ok" | "Illegal" | "Unknown"}, "visualizations": {...}} on stdout.
@@ -68,11 +70,15 @@ func main() {
 	timeout := time.Duration(req.TimeoutS * float64(time.Second))
 	out := result{Streams: map[string]porcupine.CheckResult{}, Visualizations: map[string]string{}}
 	for _, s := range streams {
-		res, info := porcupine.CheckOperationsVerbose(FolderModel, byStream[s], timeout)
+		model := FolderModel
+		if byStream[s][0].Input.(Input).Model == "open" {
+			model = OpenModel
+		}
+		res, info := porcupine.CheckOperationsVerbose(model, byStream[s], timeout)
 		out.Streams[s] = res
 		if res != porcupine.Ok && req.Visualize != "" {
 			path := filepath.Join(req.Visualize, "linearizability-"+unsafeName.ReplaceAllString(s, "_")+".html")
-			if err := porcupine.VisualizePath(FolderModel, info, path); err == nil {
+			if err := porcupine.VisualizePath(model, info, path); err == nil {
 				out.Visualizations[s] = path
 			}
 		}

@@ -18,12 +18,17 @@ type State struct {
 	Destroyed bool
 }
 
-// Input is a command or a read of one stream.
+// Input is a command, an append or a read of one stream.
 type Input struct {
 	Stream   string `json:"stream"`
-	Kind     string `json:"kind"` // Create, Update, Destroy or Get
+	Model    string `json:"model"` // folder (FolderModel) or open (OpenModel)
+	Kind     string `json:"kind"`  // Create, Update, Destroy, Append or Get
 	Expected *int   `json:"expected_version"`
 	Valid    bool   `json:"valid"` // false: the command's data is refused by the decider (422)
+	// An append's expectation when it is not an exact version (Expected): any, no_stream, exists
+	// ("" with no Expected: any), and how many events it appends.
+	Expectation string `json:"expectation"`
+	Events      int    `json:"events"`
 }
 
 // Output is the answer the client saw. Unknown: the client got no verdict; the command may
