@@ -20,7 +20,7 @@ Settings (read through the application's environment, so ``DOGSCHOOL_FENCED_URL`
 Not supported (:class:`~eventsourcing.persistence.NotSupportedError`, or
 :class:`~eventsourcing.persistence.ProgrammingError` for a save of several aggregates):
 events of several aggregates in one save (fenced appends atomically to one stream only), the
-notification log (Kafka has no application-wide order; the next issue), snapshots, tracking
+notification log (Kafka has no application-wide order; fenced's issue #14), snapshots, tracking
 and process recorders. See docs/eventsourcing.md.
 """
 
@@ -70,7 +70,8 @@ MAX_TYPE_LENGTH = 200
 
 NOTIFICATION_LOG = ("fenced has no application-wide sequence of events yet (Kafka orders events per partition "
                     "only): the notification log (select_notifications, max_notification_id, subscribe) is the "
-                    "work of the next issue after #13; an Application's save and repository work without it")
+                    "work of fenced's issue #14 (an accepted-events topic and notification log); an Application's "
+                    "save and repository work without it")
 
 
 def _translate(e: FencedError, what: str) -> PersistenceError:

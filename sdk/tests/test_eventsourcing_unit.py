@@ -13,9 +13,6 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-
-pytest.importorskip("eventsourcing.tests.persistence", reason="needs fenced-client[eventsourcing]")
-
 from eventsourcing.application import Application
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import (
@@ -203,7 +200,7 @@ def test_the_module_is_a_persistence_module() -> None:
     with pytest.raises(NotSupportedError):
         factory.process_recorder()
     for call in (lambda: recorder.select_notifications(1, 10), recorder.max_notification_id, recorder.subscribe):
-        with pytest.raises(NotSupportedError, match=r"notification log .* next issue"):
+        with pytest.raises(NotSupportedError, match=r"notification log .* issue #14"):
             call()
     factory.close()
     factory.close()

@@ -85,8 +85,8 @@ def test_the_client_installs_alone_without_server_dependencies_and_its_tests_pas
                               cwd=tmp_path)
     assert no_kafka.returncode != 0 and "pip install 'fenced-client[kafka]'" in no_kafka.stderr
 
-    # with the kafka extra (the consumer helper) and the test tools, its own tests, outside the checkout
-    pip(f"{wheel}[kafka]", _dev_pin("pytest"), _dev_pin("pytest-asyncio"), _dev_pin("hypothesis"))
+    # with its extras (the consumer helper, pyeventsourcing) and the test tools, its own tests, outside the checkout
+    pip(f"{wheel}[kafka,eventsourcing]", _dev_pin("pytest"), _dev_pin("pytest-asyncio"), _dev_pin("hypothesis"))
     assert not installed() & SERVER_ONLY
     tests = tmp_path / "client-tests"
     subprocess.run(["cp", "-r", str(ROOT / "sdk" / "tests"), str(tests)], check=True)
