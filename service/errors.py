@@ -6,6 +6,10 @@ may be sent again and will never append twice.
 
 from __future__ import annotations
 
+PROBLEM_TYPE = "urn:fenced:problem:"
+"""Prefix of the problem ``type`` of the answers a client may need to tell apart by more than
+their status (wire-format.md §9); every other answer's is ``about:blank``."""
+
 
 class FencedError(Exception):
     """Root of the service's errors; ``status``/``title`` become RFC 9457 problem+json."""
@@ -15,9 +19,10 @@ class FencedError(Exception):
     retriable = False
 
     def __init__(self, detail: str, *, current_version: int | None = None,
-                 retry_after_s: float | None = None) -> None:
+                 retry_after_s: float | None = None, kind: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.type = PROBLEM_TYPE + kind if kind else "about:blank"
         self.current_version = current_version
         self.retry_after_s = retry_after_s
 

@@ -10,6 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+PROBLEM_UNKNOWN_RESOURCE_TYPE = "urn:fenced:problem:unknown-resource-type"
+"""404: the server does not serve this resource type."""
+PROBLEM_NO_SUCH_RESOURCE = "urn:fenced:problem:no-such-resource"
+"""404: the type is served, and the resource has no accepted event."""
+PROBLEM_OPEN_TYPE = "urn:fenced:problem:open-type"
+"""422: a command to an open type (append events instead)."""
+PROBLEM_DECIDED_TYPE = "urn:fenced:problem:decided-type"
+"""422: an append to a decided type (send commands instead)."""
+
 
 class FencedError(Exception):
     """Root of the SDK's errors: a problem the API answered, or a call that got no answer.
@@ -23,7 +32,8 @@ class FencedError(Exception):
     retriable: ClassVar[bool] = False
 
     def __init__(self, status: int | None, title: str, detail: str, current_version: int | None = None, *,
-                 retry_after: float | None = None, idempotency_key: str | None = None) -> None:
+                 retry_after: float | None = None, idempotency_key: str | None = None,
+                 type: str = "about:blank") -> None:
         super().__init__(f"{status if status is not None else 'no answer'} {title}: {detail}")
         self.status = status
         self.title = title
@@ -31,6 +41,8 @@ class FencedError(Exception):
         self.current_version = current_version
         self.retry_after = retry_after
         self.idempotency_key = idempotency_key
+        self.type = type
+        """The problem's ``type``: ``about:blank``, or one of the ``PROBLEM_*`` of this module."""
 
     def __repr__(self) -> str:
         parts = [f"status={self.status!r}", f"title={self.title!r}", f"detail={self.detail!r}"]
@@ -127,5 +139,7 @@ def from_problem(status: int, body: Any, text: str, *, retry_after: float | None
         raw = problem.get("retry_after")
         if isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
             retry_after = float(raw)
+    kind = problem.get("type")
     return error_class(status, title)(status, title, detail, current, retry_after=retry_after,
-                                      idempotency_key=idempotency_key)
+                                      idempotency_key=idempotency_key,
+                                      type=kind if isinstance(kind, str) else "about:blank")

@@ -52,6 +52,8 @@ from eventsourcing.utils import Environment, EnvType
 
 from fenced_client.client import FencedClient
 from fenced_client.errors import (
+    PROBLEM_DECIDED_TYPE,
+    PROBLEM_NO_SUCH_RESOURCE,
     Busy,
     Conflict,
     FencedError,
@@ -84,7 +86,7 @@ def _translate(e: FencedError, what: str) -> PersistenceError:
                                 f"Idempotency-Key {e.idempotency_key})")
     if isinstance(e, Busy | RateLimited | Unauthorized | Forbidden) or e.status is None:
         return OperationalError(text)
-    if isinstance(e, NotFound) or (isinstance(e, InvalidInput) and "is a decided type" in e.detail):
+    if isinstance(e, NotFound) or e.type == PROBLEM_DECIDED_TYPE:
         return ProgrammingError(f"{text} (FENCED_RESOURCE_TYPE must be one of the server's FENCED_OPEN_TYPES)")
     if isinstance(e, InvalidInput):
         return DataError(text)
@@ -163,7 +165,7 @@ class FencedAggregateRecorder(AggregateRecorder):
                                               order="desc" if desc else "asc", limit=limit,
                                               page_size=MAX_PAGE_SIZE)]
         except NotFound as e:
-            if e.detail.endswith("does not exist"):  # no event yet; the other 404 is an unserved type
+            if e.type == PROBLEM_NO_SUCH_RESOURCE:  # no event yet; the other 404 is an unserved type
                 return []
             raise _translate(e, f"read of {self.resource_type}/{stream}") from e
         except FencedError as e:

@@ -53,7 +53,8 @@ class FakeStreams:
         if len(parts) != 5 or parts[1] != "v1" or parts[4] != "events":
             return problem(404, "HTTP error", "Not Found")
         if parts[2] != self.open_type:
-            return problem(404, "Not found", f"unknown resource type {parts[2]!r}")
+            return problem(404, "Not found", f"unknown resource type {parts[2]!r}",
+                           type="urn:fenced:problem:unknown-resource-type")
         if request.method == "POST":
             return self._append(request, parts[3])
         return self._history(request, parts[3])
@@ -93,7 +94,8 @@ class FakeStreams:
     def _history(self, request: httpx.Request, stream: str) -> httpx.Response:
         events = self.streams.get(stream, [])
         if not events:
-            return problem(404, "Not found", f"{self.open_type} {stream!r} does not exist")
+            return problem(404, "Not found", f"{self.open_type} {stream!r} does not exist",
+                           type="urn:fenced:problem:no-such-resource")
         q = request.url.params
         from_version, limit, order = int(q.get("from_version", 1)), int(q.get("limit", 100)), q.get("order", "asc")
         assert 1 <= limit <= 1000 and from_version >= 1

@@ -152,9 +152,10 @@ def test_client_errors_become_pep_249_errors(fake: FakeStreams) -> None:
 
 def test_invalid_input_is_a_data_error_but_a_decided_type_a_programming_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        detail = ("folders is a decided type: send commands to /v1/folders/{id}/commands"
-                  if "/folders/" in request.url.path else "resource id must be ...")
-        return httpx.Response(422, json={"title": "Invalid input", "detail": detail})
+        if "/folders/" in request.url.path:
+            return httpx.Response(422, json={"type": "urn:fenced:problem:decided-type", "title": "Invalid input",
+                                             "detail": "folders is a decided type: send commands to ..."})
+        return httpx.Response(422, json={"title": "Invalid input", "detail": "resource id must be ..."})
 
     client = FencedClient(URL, transport=httpx.MockTransport(handler))
     with pytest.raises(DataError, match="resource id"):

@@ -18,8 +18,8 @@ log = logging.getLogger("fenced.api")
 PROBLEM = "application/problem+json"
 
 
-def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+def problem(status: int, title: str, detail: str, *, problem_type: str = "about:blank", **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": problem_type, "title": title, "status": status, "detail": detail}
     body.update({k: v for k, v in extra.items() if v is not None})
     headers = {}
     if (retry := extra.get("retry_after")) is not None:
@@ -44,8 +44,8 @@ def allowed(app: FastAPI, path: str) -> set[str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(FencedError)
     async def fenced_error(request: Request, exc: FencedError) -> JSONResponse:
-        return problem(exc.status, exc.title, exc.detail, current_version=exc.current_version,
-                       retry_after=exc.retry_after_s)
+        return problem(exc.status, exc.title, exc.detail, problem_type=exc.type,
+                       current_version=exc.current_version, retry_after=exc.retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -151,7 +151,7 @@ class HistoryOut(BaseModel):
 def _check(rt: RuntimeDep, resource_type: str, resource_id: str) -> domain.Decider:
     decider = domain.get(resource_type)
     if decider is None or resource_type not in rt.settings.types:
-        raise NotFound(f"unknown resource type {resource_type!r}")
+        raise NotFound(f"unknown resource type {resource_type!r}", kind="unknown-resource-type")
     if len(resource_id) > rt.settings.max_id_length or not ID_CHARS.match(resource_id) or not resource_id.strip("."):
         raise InvalidInput(f"resource id must be 1 to {rt.settings.max_id_length} characters of "
                            "A-Z a-z 0-9 . _ ~ -, and not only dots")
@@ -266,7 +266,7 @@ async def send_command(rt: RuntimeDep, principal: Writer, resource_type: TypePat
                        ) -> dict[str, Any]:
     if is_open(_check(rt, resource_type, resource_id)):
         raise InvalidInput(f"{resource_type} is an open type: append events at "
-                           f"/v1/{resource_type}/{{id}}/events")
+                           f"/v1/{resource_type}/{{id}}/events", kind="open-type")
     return await _write(rt, principal, request, resource_type, resource_id, body.name, body.data,
                         body.expected_version, idempotency_key, x_fenced_fault, [(body.data, ("data",))])
 
@@ -281,7 +281,7 @@ async def append_events(rt: RuntimeDep, principal: Writer, resource_type: TypePa
     expected version (409 with ``current_version`` if not)."""
     if not is_open(_check(rt, resource_type, resource_id)):
         raise InvalidInput(f"{resource_type} is a decided type: send commands to "
-                           f"/v1/{resource_type}/{{id}}/commands")
+                           f"/v1/{resource_type}/{{id}}/commands", kind="decided-type")
     # an event without data has data {} (as before data_base64, so a retry's fingerprint is the same)
     data = {"events": [{"data": {}, **e.model_dump(exclude_none=True)} if e.data_base64 is None
                        else e.model_dump(exclude_none=True) for e in body.events]}
@@ -296,7 +296,7 @@ async def get_resource(rt: RuntimeDep, principal: Reader, resource_type: TypePat
     decider = _check(rt, resource_type, resource_id)
     st = await _read(rt, decider, resource_type, stream_id(principal, resource_id))
     if st.version == 0:
-        raise NotFound(f"{resource_type} {resource_id!r} does not exist")
+        raise NotFound(f"{resource_type} {resource_id!r} does not exist", kind="no-such-resource")
     response.headers["ETag"] = f'"{st.version}"'
     return {"type": resource_type, "id": resource_id, "version": st.version,
             "destroyed": decider.destroyed(st.state), "state": dict(st.state)}
@@ -314,7 +314,7 @@ async def get_events(rt: RuntimeDep, principal: Reader, resource_type: TypePath,
     stream = f"{resource_type}:{stream_id(principal, resource_id)}"
     st = await _read(rt, decider, resource_type, stream_id(principal, resource_id))
     if st.version == 0:
-        raise NotFound(f"{resource_type} {resource_id!r} does not exist")
+        raise NotFound(f"{resource_type} {resource_id!r} does not exist", kind="no-such-resource")
     top = st.version if to_version is None else min(to_version, st.version)
     if order == "asc":
         low, high = from_version, min(top, from_version + limit - 1)

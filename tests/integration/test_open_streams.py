@@ -212,3 +212,15 @@ def test_limits_of_an_append_answer_a_clear_4xx(open_stack: Stack) -> None:
     assert big.status_code == 413, big.text
     assert httpx.get(f"{url}/v1/ledger/{s}", timeout=20).status_code == 404, "nothing was appended"
     assert append(url, s, [{"type": "E"}] * limit).json()["version"] == limit
+
+
+def test_the_answers_a_client_tells_apart_have_a_problem_type(open_stack: Stack) -> None:
+    url, s = open_stack.urls[0], sid()
+    cases = [(httpx.get(f"{url}/v1/carts/{s}", timeout=20), 404, "unknown-resource-type"),
+             (httpx.get(f"{url}/v1/ledger/{s}/events", timeout=20), 404, "no-such-resource"),
+             (httpx.post(f"{url}/v1/ledger/{s}/commands", json={"name": "Append"}, timeout=20), 422, "open-type"),
+             (httpx.post(f"{url}/v1/folders/{s}/events", json={"events": [{"type": "A"}]}, timeout=20), 422,
+              "decided-type")]
+    for r, status, kind in cases:
+        assert (r.status_code, r.json()["type"]) == (status, f"urn:fenced:problem:{kind}"), r.text
+    assert append(url, s, [{"type": "A"}], 3).json()["type"] == "about:blank"  # a 409 says all with its status
