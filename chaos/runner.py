@@ -23,7 +23,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from chaos.checker import CheckResult, TopicLog, check, read_records
-from chaos.history import FaultEvent, History
+from chaos.history import FaultEvent, History, Op
 from chaos.proxy import Proxy
 from chaos.workload import append, folder_client, new_events, open_client, open_racer, send
 from devstack import KafkaBroker, RedisServer
@@ -209,6 +209,7 @@ async def _zombie(kind: str, cluster: Cluster, history: History, rng: random.Ran
     i = rng.randrange(2)
     key = uuid.uuid4().hex
     stream = f"zombie-{uuid.uuid4().hex[:6]}"
+    follows: list[asyncio.Task[Op]] = []
     if kind == "zombie":
         await send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http, replica=1 - i)
         task = asyncio.create_task(send(cluster, history, rng, stream, "Update", {"name": "late"}, state, http,
@@ -216,16 +217,18 @@ async def _zombie(kind: str, cluster: Cluster, history: History, rng: random.Ran
         await asyncio.sleep(0.003)
         # queued behind the zombie, so decided after it in the same batch: refused as existing, it
         # rests on the zombie's append, which will be discarded (S7 checks when it is answered)
-        follow = asyncio.create_task(send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http,
-                                          replica=i))
+        follows.append(asyncio.create_task(send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http,
+                                                replica=i)))
     else:
         await append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http, replica=1 - i)
         task = asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 2), 1, http, replica=i,
                                           zombie=True, key=key))
-        await asyncio.sleep(0.003)
-        # the same for an open stream: refused (409) at the version the zombie's two events would make
-        follow = asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http,
-                                            replica=i))
+        # the same for an open stream: refused (409) at the version the zombie's two events would make;
+        # three, a few ms apart, so that one at least is in the zombie's batch (it waits 10 ms for more)
+        for _ in range(3):
+            await asyncio.sleep(0.003)
+            follows.append(asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 1), "no_stream",
+                                                      http, replica=i)))
     r = aioredis.Redis.from_url(f"redis://127.0.0.1:{cluster.redis_proxy_port}/0")
     try:
         until = time.monotonic() + 30
@@ -248,7 +251,7 @@ async def _zombie(kind: str, cluster: Cluster, history: History, rng: random.Ran
         await append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http, replica=1 - i)
     services.signal(f"api-{i}", signal.SIGCONT)
     await task
-    await follow
+    await asyncio.gather(*follows)
     ev.detail = f"api-{i} on {stream}: {ev.detail or 'never reached the pause point'}"
 
 

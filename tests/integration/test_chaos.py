@@ -15,7 +15,7 @@ import httpx
 import pytest
 import redis as syncredis
 
-from chaos.checker import PROPERTIES, check, read_records
+from chaos.checker import PROPERTIES, TopicLog, check, read_records
 from chaos.history import History, Op, classify
 from chaos.report import write
 from chaos.runner import FAULTS, ChaosConfig, ChaosRun, Cluster, run
@@ -36,6 +36,11 @@ def test_short_run_injects_every_fault_and_violates_nothing(verified_run: ChaosR
     assert res.counts() == dict.fromkeys(PROPERTIES, 0), summary["violation_examples"]
     assert set(verified_run.fault_counts) == set(FAULTS)
     assert summary["ops"]["ok"] > 100, summary["ops"]
+    opened = summary["open_streams"]  # the open-stream workload ran, races and retries included
+    assert opened["appends"]["ok"] > 50 and opened["appends"]["fail"] > 10 and opened["reads"]["ok"] > 10, opened
+    assert opened["races"]["run"] > 5 and opened["races"]["one won"] > 0, opened
+    assert set(opened["expected_version"]) == {"exact", "any", "none", "no_stream", "exists"}, opened
+    assert res.by_type["ledger"]["accepted"] > 50, res.by_type
     assert res.zombie_appends >= 1 and res.zombie_discarded == res.zombie_appends
     assert (workdir / "chaos-report" / "timeline.png").stat().st_size > 10_000
     batching = verified_run.batching
@@ -43,10 +48,11 @@ def test_short_run_injects_every_fault_and_violates_nothing(verified_run: ChaosR
 
 
 def test_checker_catches_a_consumer_that_ignores_tokens(verified_run: ChaosRun) -> None:
-    """Replaying the same log with token checks switched off accepts the zombie's append."""
-    records_a, records_b, topic = verified_run.records
-    broken = check(verified_run.history, records_a, records_b, topic, ignore_tokens=True)
+    """Replaying the same logs with token checks switched off accepts the zombies' appends, the
+    folder's and the open stream's."""
+    broken = check(verified_run.history, verified_run.records, ignore_tokens=True)
     assert broken.counts()["S4"] >= 1, broken.counts()
+    assert any(x.startswith("ledger:zombie-") for x in broken.violations["S4"]), broken.violations["S4"]
 
 
 def test_checker_catches_a_writer_that_answers_before_the_verdict(workdir: Path) -> None:
@@ -98,7 +104,7 @@ def test_leased_mode_loses_acknowledged_writes_on_a_lossy_redis_failover(workdir
         records = asyncio.run(read_records(cluster.kafka.bootstrap, topic, parts, group=False))
     finally:
         cluster.stop()
-    result = check(history, records, records, topic)
+    result = check(history, [TopicLog("folders", topic, records, records)])
     assert result.counts()["S1"] == 1, result.violations
     assert "accepted 0 times" in result.violations["S1"][0]
 
@@ -107,9 +113,16 @@ def test_checker_catches_a_writer_that_answers_rejections_before_their_verdicts(
     """The writer before issue #12 (``FENCED_UNSAFE_EARLY_REJECTIONS``): a rejection decided after
     a batch predecessor is answered while the predecessor's append has no verdict. In the zombie
     fault, a Create queued behind the zombie's Update is refused at the version the Update would
-    make, which never exists: the zombie's append is discarded. Porcupine must say so: S7."""
-    broken = run(ChaosConfig(duration=12, seed=3, faults=("zombie",), unsafe_early_rejections=True,
+    make, which never exists: the zombie's append is discarded. Porcupine must say so: S7. The
+    same on an open stream (zombie-open): appends expecting no stream, queued behind the
+    zombie's two events, are refused at the version they would make; the open model must say so."""
+    broken = run(ChaosConfig(duration=12, seed=3, faults=("zombie", "zombie-open"), unsafe_early_rejections=True,
                              root=workdir / "chaos-early-rejections"))
     counts = broken.result.counts()
-    assert counts["S7"] >= 1, counts
-    assert {p: n for p, n in counts.items() if p != "S7"} == dict.fromkeys(PROPERTIES[:-1], 0), counts
+    failing = broken.result.linearizability.failing if broken.result.linearizability else []
+    assert any(s.startswith("zombie-") for s in failing), broken.result.violations
+    assert any(s.startswith("ledger:zombie-") for s in failing), broken.result.violations
+    # S5 may see it too, from the log alone: a refusal at a version the stream never was at
+    assert all("which the stream's accepted history never was at" in x for x in broken.result.violations["S5"])
+    assert {p: n for p, n in counts.items() if p not in ("S5", "S7")} == dict.fromkeys(
+        ("S1", "S2", "S3", "S4", "S6"), 0), counts
