@@ -162,13 +162,16 @@ def check(history: History, logs: Sequence[TopicLog], projection: dict[str, tupl
     for o in writes:
         first_invoke[o.key] = min(first_invoke.get(o.key, o.invoke), o.invoke)
     unknown_keys: set[str] = set()
+    unknown_attempts = {o.key for o in writes if o.outcome == "unknown"}
     for o in writes:
         got = accepted.get(o.key, [])
         if o.outcome == "ok":  # S1: acknowledged exactly once, at the version the client was told
             if problem := _acknowledged_problem(o, got):
                 v["S1"].append(f"op {o.id} ({o.command} {o.stream_key}) {problem}")
-        elif o.outcome == "fail" and got:  # S5
-            v["S5"].append(f"op {o.id} ({o.command} {o.stream_key}) failed with {o.status} but was accepted")
+        elif o.outcome == "fail" and got and not (o.status == 503 and o.key in unknown_attempts):
+            # S5 (a Busy retry says only that it appended nothing: an attempt before it may have)
+            v["S5"].append(f"op {o.id} ({o.command} {o.stream_key}{f', attempt {o.attempt}' if o.attempt else ''}) "
+                           f"failed with {o.status} but was accepted")
         elif o.outcome == "unknown" and got:
             unknown_keys.add(o.key)
         if o.zombie:

@@ -49,6 +49,7 @@ def summarize(run: ChaosRun) -> dict[str, Any]:
         "open_streams": {"appends": {k: sum(1 for o in appends if o.outcome == k) for k in ("ok", "fail", "unknown")},
                          "reads": open_reads, **_open_details(h)},
         "by_type": res.by_type,
+        "s7_checked": _s7(run),
         "records": res.records, "accepted": res.accepted, "discards": res.discards,
         "zombie_appends": {"injected": res.zombie_appends, "discarded": res.zombie_discarded},
         "unknown_later_accepted": res.unknown_accepted,
@@ -56,6 +57,16 @@ def summarize(run: ChaosRun) -> dict[str, Any]:
         "batching": run.batching,
         "ok": res.ok,
     }
+
+
+def _s7(run: ChaosRun) -> dict[str, int] | None:
+    """How much Porcupine checked: streams of each model, and operations."""
+    lin = run.result.linearizability
+    if lin is None:
+        return None
+    prefix = f"{run.config.open_type}:" if run.config.open_type else None
+    open_ = sum(1 for s in lin.streams if prefix and s.startswith(prefix))
+    return {"folder_streams": len(lin.streams) - open_, "open_streams": open_, "operations": lin.operations}
 
 
 def _open_details(h: History) -> dict[str, Any]:
@@ -93,7 +104,7 @@ def markdown(s: dict[str, Any]) -> str:
               f"open streams ({s['config']['open_type']}): appends {o['appends']} ({o['events']} events; expected "
               f"version {o['expected_version']}); reads {o['reads']}; {o['retries']} retries with the same key "
               f"({o['retried_then_answered']} appends answered on a retry); races {o['races']}",
-              f"per topic: {s['by_type']}",
+              f"per topic: {s['by_type']}; S7 checked {s['s7_checked']}",
               f"zombie appends injected {s['zombie_appends']['injected']}, discarded "
               f"{s['zombie_appends']['discarded']}; unknown outcomes later found accepted: "
               f"{s['unknown_later_accepted']}; group commit at the end: {s['batching']}", "",

@@ -45,7 +45,8 @@ class ChaosConfig:
     hot: int = 3
     clients: int = 12
     open_type: str = "ledger"
-    """The open type served next to folders (FENCED_OPEN_TYPES); its streams get appends and reads."""
+    """The open type served next to folders (FENCED_OPEN_TYPES); its streams get appends and reads
+    ("": folders only, no open-stream clients, no zombie-open)."""
     ledgers: int = 30
     open_clients: int = 5
     racers: int = 2
@@ -261,11 +262,12 @@ FAULT_EVERY_S = 8.0
 
 def schedule(cfg: ChaosConfig) -> list[str]:
     rng = random.Random(cfg.seed)
-    kinds = list(cfg.faults)
+    faults = [k for k in cfg.faults if cfg.open_type or k != "zombie-open"]  # no open type: no open zombie
+    kinds = list(faults)
     if cfg.shuffle:
         rng.shuffle(kinds)
     extra = int(max(cfg.duration - cfg.quiet, 0) / FAULT_EVERY_S) - len(kinds)
-    return kinds + [rng.choice(cfg.faults) for _ in range(max(extra, 0))]
+    return kinds + [rng.choice(faults) for _ in range(max(extra, 0))]
 
 
 def _types(cfg: ChaosConfig) -> list[str]:

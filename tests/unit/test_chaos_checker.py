@@ -145,3 +145,14 @@ def test_acknowledged_before_sent_is_judged_from_a_retried_appends_first_attempt
 def test_an_open_history_with_a_gap_is_invalid() -> None:
     assert open_history_problems([{"version": 1}, {"version": 3}]) == ["version 3 at position 2"]
     assert open_history_problems([{"version": 1}, {"version": 2}]) == []
+
+
+def test_a_busy_retry_of_an_append_its_first_attempt_made_is_not_s5() -> None:
+    """A retry answered 503 Busy appended nothing itself; the first attempt (outcome unknown) was
+    accepted, and the log settles that. A Busy first attempt that was accepted is S5."""
+    history, records = consistent()
+    busy = [replace(o, outcome="fail", status=503, version=None, offsets=[]) if o.id == 5 else o
+            for o in history.ops]
+    assert checked(History(busy), records).counts() == dict.fromkeys(PROPERTIES, 0)
+    alone = History([o for o in busy if o.id != 4])
+    assert only(checked(alone, records), "S5") == ["op 5 (Append ledger:s, attempt 1) failed with 503 but was accepted"]
