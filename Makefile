@@ -27,7 +27,7 @@ test: venv
 	$(PY) -m pytest
 
 unit: venv
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest tests/unit sdk/tests examples -m 'not packaging'
 
 lint: venv
 	$(VENV)/bin/ruff check service locks devstack chaos sdk tests examples bench loadtests conformance

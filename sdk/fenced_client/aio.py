@@ -108,7 +108,8 @@ class AsyncFencedClient(BaseClient):
         """The accepted events with versions ``from_version … to_version`` (the stream's version if
         None), oldest first (``order="asc"``) or newest first (``"desc"``), at most ``limit`` of them,
         fetched ``page_size`` at a time. :class:`~fenced_client.errors.NotFound` if the stream has
-        no event. Arguments are checked at the call; requests go out as the iterator is consumed."""
+        no event; an empty range (``to_version < from_version``, ``limit=0``) is empty without a
+        request. Arguments are checked at the call; requests go out as the iterator is consumed."""
         return self._read(HistoryRead(resource_type, resource_id, from_version=from_version, to_version=to_version,
                                       order=order, limit=limit, page_size=page_size))
 

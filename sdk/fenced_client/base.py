@@ -13,7 +13,16 @@ from fenced_client.protocol import Call
 from fenced_client.retry import Attempts, RetryPolicy
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-USER_AGENT = "fenced-sdk/0.1"
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fenced-client")
+    except PackageNotFoundError:  # a checkout that was not installed
+        return "0+unknown"
+
+
+USER_AGENT = f"fenced-client/{_version()}"
 
 
 def base_headers(api_key: str | None, headers: Mapping[str, str] | None) -> dict[str, str]:

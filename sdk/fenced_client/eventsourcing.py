@@ -81,10 +81,10 @@ def _translate(e: FencedError, what: str) -> PersistenceError:
     text = f"{what}: {e}"
     if isinstance(e, Conflict):
         return IntegrityError(f"{text} (current_version={e.current_version})")
-    if isinstance(e, OutcomeUnknown):
+    if isinstance(e, OutcomeUnknown) and e.idempotency_key is not None:
         return OperationalError(f"{text} (the append may have been applied; it is never applied twice with "
                                 f"Idempotency-Key {e.idempotency_key})")
-    if isinstance(e, Busy | RateLimited | Unauthorized | Forbidden) or e.status is None:
+    if isinstance(e, Busy | RateLimited | Unauthorized | Forbidden | OutcomeUnknown) or e.status is None:
         return OperationalError(text)
     if isinstance(e, NotFound) or e.type == PROBLEM_DECIDED_TYPE:
         return ProgrammingError(f"{text} (FENCED_RESOURCE_TYPE must be one of the server's FENCED_OPEN_TYPES)")

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from fenced_client.wire import CONTENT_TYPE, is_json
+
 
 @dataclass(frozen=True)
 class EventRef:
@@ -39,8 +41,7 @@ class Resource:
     etag: str | None = None
 
 
-JSON = "application/json"
-OCTET_STREAM = "application/octet-stream"
+JSON = CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -96,5 +97,7 @@ class EventData:
             raise ValueError("give data (JSON) or data_bytes (binary), not both")
         if self.data_bytes is not None and not isinstance(self.data_bytes, bytes | bytearray | memoryview):
             raise TypeError(f"data_bytes must be bytes, not {type(self.data_bytes).__name__}")
-        if self.datacontenttype is not None and self.data_bytes is None and self.datacontenttype != JSON:
+        if self.datacontenttype is not None and self.data_bytes is None and not is_json(self.datacontenttype):
             raise ValueError("a datacontenttype other than application/json needs data_bytes")
+        if self.datacontenttype is not None and self.data_bytes is not None and is_json(self.datacontenttype):
+            raise ValueError("JSON data goes in data, not data_bytes")

@@ -20,7 +20,8 @@ from urllib.parse import quote
 import httpx
 
 from fenced_client.errors import FencedError, from_problem
-from fenced_client.models import JSON, OCTET_STREAM, CommandResult, Event, EventData, EventPage, EventRef, Resource
+from fenced_client.models import JSON, CommandResult, Event, EventData, EventPage, EventRef, Resource
+from fenced_client.wire import OCTET_STREAM
 
 MAX_PAGE_SIZE = 1000
 """The API's largest ``limit`` for one page of events."""

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from fenced_client.domain import Decider, InvalidEvent, State
-from fenced_client.wire import Record
+from fenced_client.wire import CONTENT_TYPE, Record
 
 RECENT_WINDOW = 256
 """Accepted command ids remembered per stream; part of the protocol (replays must agree)."""
@@ -51,7 +51,7 @@ class AcceptedEvent:
     time: str = ""
     data_bytes: bytes | None = None
     """The data of an event of an open type that holds bytes (``data`` is then empty)."""
-    datacontenttype: str = "application/json"
+    datacontenttype: str = CONTENT_TYPE
 
     def data_fields(self) -> dict[str, Any]:
         """The data as the CloudEvents JSON format has it: ``{"data": object}``, or bytes as
@@ -117,8 +117,7 @@ class StreamState:
             # entries stored before the fingerprint existed have four fields
             recent=tuple((r[0], r[1], r[2], r[3], r[4] if len(r) > 4 else "") for r in raw["recent"]),
             # fields a later version added are left out, so a rollback can still read its states
-            state=raw["state"], pending=tuple(Record(**{k: v for k, v in p.items() if k in _RECORD_FIELDS})
-                                              for p in raw["pending"]),
+            state=raw["state"], pending=tuple(_record_from_json(p) for p in raw["pending"]),
             offset=raw["offset"],
         )
 
@@ -127,10 +126,22 @@ _RECORD_FIELDS = frozenset(f.name for f in fields(Record))
 
 
 def _record_to_json(r: Record) -> dict[str, Any]:
-    return {"kind": r.kind, "stream": r.stream, "partition": r.partition, "offset": r.offset,
-            "token": r.token, "version": r.version, "command": r.command, "index": r.index,
-            "count": r.count, "event_type": r.event_type, "data": dict(r.data),
-            "event_id": r.event_id, "time": r.time, "problem": r.problem, "fingerprint": r.fingerprint}
+    out = {"kind": r.kind, "stream": r.stream, "partition": r.partition, "offset": r.offset,
+           "token": r.token, "version": r.version, "command": r.command, "index": r.index,
+           "count": r.count, "event_type": r.event_type, "data": dict(r.data),
+           "event_id": r.event_id, "time": r.time, "problem": r.problem, "fingerprint": r.fingerprint}
+    if r.data_bytes is not None:  # only then: a JSON record's JSON is what it was before bytes existed
+        out["data_base64"] = base64.b64encode(r.data_bytes).decode("ascii")
+        out["datacontenttype"] = r.datacontenttype
+    return out
+
+
+def _record_from_json(p: Mapping[str, Any]) -> Record:
+    # fields a later version added are left out, so a rollback can still read its states
+    known = {k: v for k, v in p.items() if k in _RECORD_FIELDS and k != "data_bytes"}
+    if "data_base64" in p:
+        known["data_bytes"] = base64.b64decode(p["data_base64"])
+    return Record(**known)
 
 
 def initial(decider: Decider) -> StreamState:

@@ -7,6 +7,7 @@ JSON, headers ``ce_*`` plus the fenced extensions. Pure: no I/O.
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
@@ -21,6 +22,8 @@ from typing import Any, Literal
 SPECVERSION = "1.0"
 FENCE_TYPE = "fenced.fence"
 CONTENT_TYPE = "application/json"
+OCTET_STREAM = "application/octet-stream"
+"""The media type of bytes whose client named none (CloudEvents' default for data_base64)."""
 
 H_SPECVERSION = "ce_specversion"
 H_ID = "ce_id"
@@ -167,6 +170,28 @@ def is_json(content_type: str | None) -> bool:
     or the media type ``application/json`` (any case, any parameters). Any other media type
     holds bytes (§3.1)."""
     return content_type is None or content_type.split(";", 1)[0].strip().lower() == CONTENT_TYPE
+
+
+def new_event_problem(e: NewEvent) -> str | None:
+    """Why a decider's event cannot be written as it is (None: it can): bytes need a media type
+    other than JSON, JSON data has the JSON one."""
+    if e.data_bytes is None:
+        return None if is_json(e.datacontenttype) else (
+            f"event {e.type!r} has JSON data but datacontenttype {e.datacontenttype!r}")
+    if (problem := media_type_problem(e.datacontenttype)) is not None:
+        return f"event {e.type!r}: {problem}"
+    return f"event {e.type!r} holds bytes, so its datacontenttype cannot be JSON" if is_json(e.datacontenttype) \
+        else None
+
+
+def canonical_base64(text: str) -> bytes:
+    """The bytes of RFC 4648 base64 with padding; ``ValueError`` unless ``text`` is the one way
+    to write them (no other alphabet, no whitespace, zero padding bits), so what the API takes
+    is what it answers."""
+    raw = base64.b64decode(text, validate=True)
+    if base64.b64encode(raw).decode("ascii") != text:
+        raise ValueError("is not canonical base64 (the padding bits must be zero)")
+    return raw
 
 
 def encode_value(data: Mapping[str, Any]) -> bytes:

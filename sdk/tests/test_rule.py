@@ -409,6 +409,12 @@ def _states() -> list[tuple[str, StreamState]]:
                data={"name": "ü 日本 \"q\"", "nested": {"a": [1, 2.5, None, True]}}),
             ev(2, 3, command="g", index=1, count=3, token=5)])[0]),
         ("full window", run(many)[0]),
+        ("pending bytes", run([
+            ev(0, 1, CREATED),
+            replace(ev(1, 2, command="b", index=0, count=2, token=5, data={}), data_bytes=b"\x00\xff",
+                    datacontenttype="image/png"),
+            replace(ev(2, 3, command="b", index=1, count=2, token=5, data={}), data_bytes=b"",
+                    datacontenttype="application/octet-stream")][:2])[0]),
     ]
 
 
@@ -844,3 +850,21 @@ def test_bytes_events_are_invalid_for_a_decided_type_and_accepted_for_an_open_on
     [accepted] = Replay(open_decider("ledger")).feed(record)
     assert accepted.accepted and accepted.events[0].data_bytes == b"\x00\x01"
     assert accepted.events[0].data_fields() == {"data_base64": "AAE=", "datacontenttype": "application/octet-stream"}
+
+
+def test_a_pending_bytes_event_keeps_its_bytes_through_the_projection_json() -> None:
+    """The projector stores pending groups in Redis between fetches: bytes must come back as
+    bytes, or a decided type's bytes group would be evolved as JSON and accepted."""
+    from fenced_client.domain.open import open_decider
+    first = replace(ev(0, 1, "Blob", command="g", index=0, count=2, data={}), data_bytes=b"\x00\xff",
+                    datacontenttype="image/png")
+    second = ev(1, 2, "Blob", command="g", index=1, count=2, data={})
+    for decider, accepted in ((open_decider("ledger"), True), (FOLDERS, False)):
+        s, verdicts = apply(decider, rule.initial(decider), first)
+        assert verdicts == []
+        s = StreamState.from_json(s.to_json())
+        assert s.pending == (first,)
+        s, [v] = apply(decider, s, second)
+        assert v.accepted is accepted
+        if accepted:
+            assert [e.data_bytes for e in v.events] == [b"\x00\xff", None]

@@ -655,3 +655,22 @@ def test_a_content_type_that_is_not_a_media_type_is_malformed(content_type: byte
 def test_a_new_events_value_is_its_bytes_or_its_json() -> None:
     assert wire.NewEvent("A", data_bytes=b"\x01", datacontenttype="x/y").value() == b"\x01"
     assert wire.NewEvent("A", {"b": 1, "a": 2}).value() == b'{"a":2,"b":1}'
+
+
+def test_base64_is_taken_only_in_its_one_canonical_form() -> None:
+    assert wire.canonical_base64("QQ==") == b"A"
+    assert wire.canonical_base64("") == b""
+    for bad in ("QR==", "QQ", "QQ==\n", "Q Q==", "-_8=", "QQ=a"):
+        with pytest.raises(ValueError):
+            wire.canonical_base64(bad)
+
+
+@pytest.mark.parametrize(("event", "fine"), [
+    (wire.NewEvent("A", {"a": 1}), True),
+    (wire.NewEvent("A", {"a": 1}, datacontenttype="application/json; charset=utf-8"), True),
+    (wire.NewEvent("A", {"a": 1}, datacontenttype="image/png"), False),
+    (wire.NewEvent("A", data_bytes=b"x", datacontenttype="image/png"), True),
+    (wire.NewEvent("A", data_bytes=b"x"), False),  # bytes with the JSON default
+    (wire.NewEvent("A", data_bytes=b"x", datacontenttype="png"), False)])
+def test_a_deciders_new_event_is_checked_before_it_is_written(event: wire.NewEvent, fine: bool) -> None:
+    assert (wire.new_event_problem(event) is None) == fine

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import math
 import re
@@ -71,8 +69,8 @@ class EventIn(BaseModel):
     def _base64(cls, v: str | None) -> str | None:
         if v is not None:
             try:
-                base64.b64decode(v, validate=True)
-            except (binascii.Error, ValueError) as e:
+                wire.canonical_base64(v)
+            except ValueError as e:  # binascii.Error is one
                 raise ValueError(f"is not base64 (RFC 4648, with padding): {e}") from None
         return v
 

@@ -36,7 +36,15 @@ from fenced_client import domain
 from fenced_client.domain import Command, Decider, InvalidEvent, Rejection
 from fenced_client.domain.open import expectation_fails
 from fenced_client.rule import StreamState, Verdict, apply, initial
-from fenced_client.wire import H_REQUEST_ID, H_TRACEPARENT, Headers, decode, event_headers, fence_headers
+from fenced_client.wire import (
+    H_REQUEST_ID,
+    H_TRACEPARENT,
+    Headers,
+    decode,
+    event_headers,
+    fence_headers,
+    new_event_problem,
+)
 from locks import (
     META_KEY,
     LeaseBusy,
@@ -363,6 +371,8 @@ class Writer:
                     raise Conflict(mismatch, current_version=state.version)
                 if not decider.binary and any(e.data_bytes is not None for e in events):
                     raise InvalidEvent(f"{req.resource_type} events are JSON objects; bytes are for open types")
+                if (bad := next(filter(None, map(new_event_problem, events)), None)) is not None:
+                    raise InvalidEvent(bad)
                 evolved = state.state
                 for ev in events:
                     evolved = decider.evolve(evolved, ev.type, ev.data)

@@ -190,6 +190,8 @@ def test_binary_data_bad_input_is_a_422_that_writes_nothing(open_stack: Stack) -
     url, s = open_stack.urls[0], sid()
     for bad in ([{"type": "A", "data_base64": "not base64!"}],
                 [{"type": "A", "data_base64": "QQ"}],  # no padding
+                [{"type": "A", "data_base64": "QR=="}],  # padding bits not zero: b"A" is QQ==
+                [{"type": "A", "data_base64": "QQ==\n"}],
                 [{"type": "A", "data": {}, "data_base64": "QQ=="}],
                 [{"type": "A", "data": {}, "datacontenttype": "image/png"}],
                 [{"type": "A", "data_base64": "QQ==", "datacontenttype": "application/json"}],

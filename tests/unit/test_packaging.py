@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = {"fastapi", "uvicorn", "starlette", "pydantic", "pydantic-core", "pydantic-settings", "redis",
                "hiredis", "limits", "prometheus-client"}
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.packaging, pytest.mark.timeout(600)]
 
 
 SKIP = shutil.ignore_patterns(".git", ".venv", ".cache", ".run", "out", "build", "*.egg-info", "__pycache__",

@@ -13,16 +13,13 @@ per append (accepted or discarded whole), the token, duplicate and version check
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from fenced_client.domain import Command, Decider, InvalidCommand, State
-from fenced_client.wire import NewEvent
+from fenced_client.wire import OCTET_STREAM, NewEvent, canonical_base64
 
 APPEND = "Append"
-OCTET_STREAM = "application/octet-stream"
 Expectation = Literal["any", "no_stream", "exists"]
 EXPECTATIONS: tuple[Expectation, ...] = ("any", "no_stream", "exists")
 
@@ -53,8 +50,8 @@ def _event(e: Mapping[str, Any]) -> NewEvent:
     if "data_base64" not in e:
         return NewEvent(e["type"], e.get("data", {}), e.get("id"))
     try:
-        raw = base64.b64decode(e["data_base64"], validate=True)
-    except (binascii.Error, TypeError, ValueError) as err:
+        raw = canonical_base64(e["data_base64"])
+    except (TypeError, ValueError) as err:  # binascii.Error is a ValueError
         raise InvalidCommand(f"data_base64 of event {e['type']!r} is not base64: {err}") from err
     return NewEvent(e["type"], {}, e.get("id"), data_bytes=raw,
                     datacontenttype=e.get("datacontenttype") or OCTET_STREAM)
