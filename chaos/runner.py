@@ -204,7 +204,7 @@ async def inject(kind: str, cluster: Cluster, history: History, rng: random.Rand
 async def _zombie(kind: str, cluster: Cluster, history: History, rng: random.Random, state: dict[str, str],
                   http: httpx.AsyncClient, ev: FaultEvent) -> None:
     """A write that takes the lease and stops before its append, on a folder (``zombie``) or on an
-    open stream (``zombie-open``: an append of two events), and a second write queued behind it."""
+    open stream (``zombie-open``: an append of two events), and writes queued behind it."""
     services = cluster.stack.services
     ttl = cluster.cfg.lease_ttl_ms / 1000
     i = rng.randrange(2)
@@ -215,17 +215,18 @@ async def _zombie(kind: str, cluster: Cluster, history: History, rng: random.Ran
         await send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http, replica=1 - i)
         task = asyncio.create_task(send(cluster, history, rng, stream, "Update", {"name": "late"}, state, http,
                                         replica=i, zombie=True, key=key))
-        await asyncio.sleep(0.003)
-        # queued behind the zombie, so decided after it in the same batch: refused as existing, it
-        # rests on the zombie's append, which will be discarded (S7 checks when it is answered)
-        follows.append(asyncio.create_task(send(cluster, history, rng, stream, "Create", {"name": "z"}, state, http,
-                                                replica=i)))
+        # queued behind the zombie, so decided after it in the same batch: refused as existing, they
+        # rest on the zombie's append, which will be discarded (S7 checks when they are answered);
+        # three, a few ms apart, so that one at least is in the zombie's batch (it waits 10 ms for more)
+        for _ in range(3):
+            await asyncio.sleep(0.003)
+            follows.append(asyncio.create_task(send(cluster, history, rng, stream, "Create", {"name": "z"}, state,
+                                                    http, replica=i)))
     else:
         await append(cluster, history, rng, stream, new_events(rng, 1), "no_stream", http, replica=1 - i)
         task = asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 2), 1, http, replica=i,
                                           zombie=True, key=key))
-        # the same for an open stream: refused (409) at the version the zombie's two events would make;
-        # three, a few ms apart, so that one at least is in the zombie's batch (it waits 10 ms for more)
+        # the same for an open stream: refused (409) at the version the zombie's two events would make
         for _ in range(3):
             await asyncio.sleep(0.003)
             follows.append(asyncio.create_task(append(cluster, history, rng, stream, new_events(rng, 1), "no_stream",

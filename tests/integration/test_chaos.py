@@ -115,13 +115,16 @@ def test_checker_catches_a_writer_that_answers_rejections_before_their_verdicts(
     fault, a Create queued behind the zombie's Update is refused at the version the Update would
     make, which never exists: the zombie's append is discarded. Porcupine must say so: S7. The
     same on an open stream (zombie-open): appends expecting no stream, queued behind the
-    zombie's two events, are refused at the version they would make; the open model must say so."""
+    zombie's two events, are refused at the version they would make (as are appends behind others
+    in any batch of the hot streams); the open model must say so."""
     broken = run(ChaosConfig(duration=12, seed=3, faults=("zombie", "zombie-open"), unsafe_early_rejections=True,
                              root=workdir / "chaos-early-rejections"))
     counts = broken.result.counts()
     failing = broken.result.linearizability.failing if broken.result.linearizability else []
     assert any(s.startswith("zombie-") for s in failing), broken.result.violations
-    assert any(s.startswith("ledger:zombie-") for s in failing), broken.result.violations
+    # on the open zombie's stream, or on a hot or race stream where a batch refused an append
+    # behind another one still in flight
+    assert any(s.startswith("ledger:") for s in failing), broken.result.violations
     # S5 may see it too, from the log alone: a refusal at a version the stream never was at
     assert all("which the stream's accepted history never was at" in x for x in broken.result.violations["S5"])
     assert {p: n for p, n in counts.items() if p not in ("S5", "S7")} == dict.fromkeys(
